@@ -1,0 +1,327 @@
+//! Whole-blob carving: one multi-pattern scan (an Aho–Corasick automaton over every format's
+//! magics, built once) finds candidates at any offset; each is validated by its format's `detect`,
+//! then unpacked to learn its true extent. Regions that do not overlap become children, and the
+//! stretches between them are classified as padding or opaque data.
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use bytes::Bytes;
+
+use super::UnpackError;
+use super::formats::{Ctx, FORMATS, Format};
+use super::limits::LimitError;
+use super::tree::{Gap, GapKind, Unpacked};
+
+/// The automaton over every registered magic, with the format and magic offset of each pattern.
+struct Scanner {
+    automaton: Option<AhoCorasick>,
+    /// For pattern id `i`: (index into `FORMATS`, offset of the magic inside the structure).
+    patterns: Vec<(usize, usize)>,
+}
+
+static SCANNER: LazyLock<Scanner> = LazyLock::new(|| {
+    let mut magics: Vec<&'static [u8]> = Vec::new();
+    let mut patterns = Vec::new();
+    for (fi, f) in FORMATS.iter().enumerate() {
+        for m in f.magics() {
+            magics.push(m.bytes);
+            patterns.push((fi, m.offset));
+        }
+    }
+    let automaton = AhoCorasick::builder()
+        .match_kind(MatchKind::Standard)
+        .build(&magics)
+        .ok();
+    Scanner {
+        automaton,
+        patterns,
+    }
+});
+
+/// A place where a format's magic was seen: the structure would start at `start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Candidate {
+    /// Offset where the structure would start.
+    pub start: usize,
+    /// Index into [`FORMATS`].
+    pub format: usize,
+}
+
+/// All candidates in `data`, sorted by offset and then by registry priority, without duplicates.
+pub fn scan(data: &[u8]) -> Vec<Candidate> {
+    let scanner = &*SCANNER;
+    let Some(ac) = &scanner.automaton else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for m in ac.find_overlapping_iter(data) {
+        let Some(&(format, magic_offset)) = scanner.patterns.get(m.pattern().as_usize()) else {
+            continue;
+        };
+        if let Some(start) = m.start().checked_sub(magic_offset) {
+            out.push(Candidate { start, format });
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// One structure found inside a blob.
+#[derive(Debug)]
+pub struct Region {
+    /// Offset of the structure in the blob.
+    pub offset: u64,
+    /// Its extent (0 when unpacking failed before the extent was known).
+    pub len: u64,
+    /// The format it was unpacked as.
+    pub format: &'static str,
+    /// Its entries, or why it could not be unpacked.
+    pub result: Result<Unpacked, UnpackError>,
+}
+
+/// What the engine learned about one blob.
+#[derive(Debug)]
+pub enum Analysis {
+    /// Nothing recognised inside.
+    Leaf {
+        /// The whole blob as one opaque or padding stretch (empty for empty blobs).
+        gaps: Vec<Gap>,
+    },
+    /// The blob is one structure from offset 0 (possibly followed by padding).
+    Whole {
+        /// The format.
+        format: &'static str,
+        /// Its entries or its error.
+        result: Result<Unpacked, UnpackError>,
+        /// Padding after the structure, if any.
+        gaps: Vec<Gap>,
+    },
+    /// Structures at offsets inside the blob.
+    Carved {
+        /// Regions in offset order, non-overlapping.
+        regions: Vec<Region>,
+        /// Stretches no region claimed.
+        gaps: Vec<Gap>,
+        /// A limit that stopped the scan early, if any.
+        stopped: Option<UnpackError>,
+    },
+}
+
+/// Whether a format would claim something in `data` (used at the depth limit, where nothing is
+/// unpacked but a container must still be reported).
+pub fn has_structure(data: &[u8]) -> bool {
+    scan(data).into_iter().take(64).any(|c| {
+        let f: &dyn Format = FORMATS.get(c.format).copied().map_or(&NoFormat, |f| f);
+        data.get(c.start..).is_some_and(|d| f.detect(d))
+    })
+}
+
+struct NoFormat;
+impl Format for NoFormat {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn magics(&self) -> &'static [super::formats::Magic] {
+        &[]
+    }
+    fn detect(&self, _: &[u8]) -> bool {
+        false
+    }
+    fn unpack(&self, _: &Bytes, _: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
+        Err(UnpackError::Unsupported("no format".into()))
+    }
+}
+
+/// Finds and unpacks every structure in `data`.
+pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
+    let candidates = scan(data);
+    let max_tries = ctx.budget().limits().max_carve_candidates;
+    let mut regions: Vec<Region> = Vec::new();
+    let mut cursor = 0usize;
+    let mut tries = 0usize;
+    let mut stopped = None;
+    let mut i = 0usize;
+    while let Some(&first) = candidates.get(i) {
+        // All candidates that start at the same offset form one group, tried in priority order.
+        let group_end = candidates
+            .iter()
+            .skip(i)
+            .position(|c| c.start != first.start)
+            .map_or(candidates.len(), |p| i + p);
+        let group = candidates.get(i..group_end).unwrap_or_default();
+        i = group_end;
+        if first.start < cursor {
+            continue;
+        }
+        let Some(tail) = data.get(first.start..) else {
+            continue;
+        };
+        let mut failure: Option<(&'static str, UnpackError)> = None;
+        let mut claimed = false;
+        for c in group {
+            let Some(format) = FORMATS.get(c.format).copied() else {
+                continue;
+            };
+            if !format.detect(tail) {
+                continue;
+            }
+            tries += 1;
+            if tries > max_tries {
+                stopped = Some(UnpackError::Limit(LimitError::CarveCandidates {
+                    max: max_tries,
+                }));
+                break;
+            }
+            if let Err(e) = ctx.check() {
+                stopped = Some(e);
+                break;
+            }
+            let slice = data.slice(first.start..);
+            match format.unpack(&slice, ctx) {
+                Ok(u) => {
+                    let len = u.consumed.clamp(1, slice.len() as u64);
+                    regions.push(Region {
+                        offset: first.start as u64,
+                        len,
+                        format: format.name(),
+                        result: Ok(u),
+                    });
+                    cursor = first
+                        .start
+                        .saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+                    claimed = true;
+                    break;
+                }
+                Err(e) => {
+                    let global = matches!(
+                        e,
+                        UnpackError::Limit(
+                            LimitError::Time { .. }
+                                | LimitError::OutputBytes { .. }
+                                | LimitError::Entries { .. }
+                        )
+                    );
+                    if failure.is_none() {
+                        failure = Some((format.name(), e.clone()));
+                    }
+                    if global {
+                        stopped = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if !claimed {
+            if let Some((format, e)) = failure {
+                regions.push(Region {
+                    offset: first.start as u64,
+                    len: 0,
+                    format,
+                    result: Err(e),
+                });
+            }
+        }
+        if stopped.is_some() {
+            break;
+        }
+    }
+
+    let gaps = gaps_between(data, &regions);
+    let only_padding = gaps.iter().all(|g| g.kind == GapKind::Padding);
+    if stopped.is_none() && regions.len() == 1 {
+        if let Some(r) = regions.pop() {
+            // One structure from offset 0 followed by nothing but padding, or one failed attempt
+            // at offset 0 and nothing else: the blob *is* that structure.
+            if r.offset == 0 && (only_padding || r.result.is_err()) {
+                return Analysis::Whole {
+                    format: r.format,
+                    result: r.result,
+                    gaps,
+                };
+            }
+            regions.push(r);
+        }
+    }
+    if regions.is_empty() && stopped.is_none() {
+        return Analysis::Leaf { gaps };
+    }
+    Analysis::Carved {
+        regions,
+        gaps,
+        stopped,
+    }
+}
+
+/// The stretches of `data` outside every successful region, classified.
+fn gaps_between(data: &[u8], regions: &[Region]) -> Vec<Gap> {
+    let mut gaps = Vec::new();
+    let mut pos = 0u64;
+    let total = data.len() as u64;
+    for r in regions.iter().filter(|r| r.result.is_ok()) {
+        if r.offset > pos {
+            push_gap(&mut gaps, data, pos, r.offset - pos);
+        }
+        pos = pos.max(r.offset.saturating_add(r.len));
+    }
+    if total > pos {
+        push_gap(&mut gaps, data, pos, total - pos);
+    }
+    gaps
+}
+
+fn push_gap(gaps: &mut Vec<Gap>, data: &[u8], offset: u64, len: u64) {
+    let bytes = usize::try_from(offset)
+        .ok()
+        .zip(usize::try_from(offset.saturating_add(len)).ok())
+        .and_then(|(s, e)| data.get(s..e))
+        .unwrap_or_default();
+    let padding = bytes.iter().all(|&b| b == 0) || bytes.iter().all(|&b| b == 0xFF);
+    gaps.push(Gap {
+        offset,
+        len,
+        kind: if padding {
+            GapKind::Padding
+        } else {
+            GapKind::Opaque
+        },
+        entropy: entropy(bytes),
+    });
+}
+
+/// Shannon entropy of `data` in bits per byte.
+pub fn entropy(data: &[u8]) -> f32 {
+    if data.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u64; 256];
+    for &b in data {
+        if let Some(c) = counts.get_mut(b as usize) {
+            *c += 1;
+        }
+    }
+    let n = data.len() as f64;
+    let h: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum();
+    h as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entropy_bounds() {
+        assert_eq!(entropy(&[]), 0.0);
+        assert_eq!(entropy(&[7; 100]), 0.0);
+        let all: Vec<u8> = (0..=255).collect();
+        assert!((entropy(&all) - 8.0).abs() < 1e-4);
+    }
+}

@@ -1,0 +1,211 @@
+//! Stream decompressors shared by the compression formats and by containers that compress their
+//! payloads (uImage, zip, cpio …). Every decoder writes through the budget's bounded [`Sink`]
+//! in chunks, checking the time budget between chunks, and reports how many input bytes the
+//! stream really used, so carving learns the stream's true extent.
+//!
+//! [`Sink`]: super::limits::Sink
+
+use std::io::{BufRead, Read, Write};
+
+use super::UnpackError;
+use super::formats::Ctx;
+
+/// A compression method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// gzip (RFC 1952), one member.
+    Gzip,
+    /// zlib (RFC 1950).
+    Zlib,
+    /// Raw deflate (RFC 1951).
+    Deflate,
+    /// bzip2, one stream.
+    Bzip2,
+    /// LZMA "alone" (`.lzma`, 13-byte header).
+    Lzma,
+    /// xz, one stream.
+    Xz,
+    /// Zstandard, one or more frames.
+    Zstd,
+    /// LZ4 frame format.
+    Lz4,
+}
+
+impl Codec {
+    /// Name used in metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zlib => "zlib",
+            Codec::Deflate => "deflate",
+            Codec::Bzip2 => "bzip2",
+            Codec::Lzma => "lzma",
+            Codec::Xz => "xz",
+            Codec::Zstd => "zstd",
+            Codec::Lz4 => "lz4",
+        }
+    }
+}
+
+/// A decompressed stream.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The output.
+    pub data: Vec<u8>,
+    /// Input bytes the stream occupied (its compressed extent).
+    pub consumed: u64,
+}
+
+/// Memory the LZMA/xz decoders may allocate for their dictionary.
+const LZMA_MEMLIMIT: u64 = 512 << 20;
+
+/// Decompresses one stream of `codec` from the start of `input`.
+pub fn decode(codec: Codec, input: &[u8], ctx: &Ctx<'_>) -> Result<Decoded, UnpackError> {
+    let what = codec.name();
+    match codec {
+        Codec::Gzip => {
+            let mut d = flate2::bufread::GzDecoder::new(input);
+            let data = pump(&mut d, input.len(), ctx, what)?;
+            let rest = d.into_inner().len();
+            finish(data, input.len(), rest)
+        }
+        Codec::Zlib => {
+            let mut d = flate2::bufread::ZlibDecoder::new(input);
+            let data = pump(&mut d, input.len(), ctx, what)?;
+            let rest = d.into_inner().len();
+            finish(data, input.len(), rest)
+        }
+        Codec::Deflate => {
+            let mut d = flate2::bufread::DeflateDecoder::new(input);
+            let data = pump(&mut d, input.len(), ctx, what)?;
+            let rest = d.into_inner().len();
+            finish(data, input.len(), rest)
+        }
+        Codec::Bzip2 => {
+            let mut d = bzip2::bufread::BzDecoder::new(input);
+            let data = pump(&mut d, input.len(), ctx, what)?;
+            let rest = d.into_inner().len();
+            finish(data, input.len(), rest)
+        }
+        Codec::Xz => {
+            let stream = liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0)
+                .map_err(|e| UnpackError::Corrupt(format!("xz: {e}")))?;
+            let mut d = liblzma::bufread::XzDecoder::new_stream(input, stream);
+            let data = pump(&mut d, input.len(), ctx, what)?;
+            let rest = d.into_inner().len();
+            finish(data, input.len(), rest)
+        }
+        Codec::Lzma => {
+            let stream = liblzma::stream::Stream::new_lzma_decoder(LZMA_MEMLIMIT)
+                .map_err(|e| UnpackError::Corrupt(format!("lzma: {e}")))?;
+            let mut d = liblzma::bufread::XzDecoder::new_stream(input, stream);
+            let data = pump(&mut d, input.len(), ctx, what)?;
+            let rest = d.into_inner().len();
+            finish(data, input.len(), rest)
+        }
+        Codec::Zstd => {
+            let mut d = zstd::stream::read::Decoder::with_buffer(input)
+                .map_err(|e| UnpackError::from_io(&e, what))?;
+            let data = pump(&mut d, input.len(), ctx, what)?;
+            let rest = d.finish().len();
+            finish(data, input.len(), rest)
+        }
+        Codec::Lz4 => {
+            let mut cursor = input;
+            let mut d = lz4_flex::frame::FrameDecoder::new(&mut cursor);
+            let data = pump(&mut d, input.len(), ctx, what)?;
+            drop(d);
+            let rest = cursor.len();
+            finish(data, input.len(), rest)
+        }
+    }
+}
+
+fn finish(data: Vec<u8>, total: usize, rest: usize) -> Result<Decoded, UnpackError> {
+    Ok(Decoded {
+        data,
+        consumed: total.saturating_sub(rest) as u64,
+    })
+}
+
+/// Copies a decoder's output into a bounded sink, 64 KiB at a time.
+pub fn pump<R: Read>(
+    reader: &mut R,
+    input_len: usize,
+    ctx: &Ctx<'_>,
+    what: &str,
+) -> Result<Vec<u8>, UnpackError> {
+    let mut sink = ctx.sink(input_len as u64);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(UnpackError::from_io(&e, what)),
+        };
+        let chunk = buf.get(..n).unwrap_or_default();
+        sink.write_all(chunk)
+            .map_err(|e| UnpackError::from_io(&e, what))?;
+        ctx.check()?;
+    }
+    Ok(sink.into_inner())
+}
+
+/// Reads a `BufRead` to its end through a bounded sink (for decoders that hand back a reader).
+pub fn pump_bufread<R: BufRead>(
+    reader: &mut R,
+    input_len: usize,
+    ctx: &Ctx<'_>,
+    what: &str,
+) -> Result<Vec<u8>, UnpackError> {
+    pump(reader, input_len, ctx, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unpack::{Budget, LimitError, Limits};
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_reports_its_extent() {
+        let mut input = gz(b"hello hello hello");
+        let len = input.len();
+        input.extend_from_slice(b"trailing junk");
+        let budget = Budget::new(Limits::default());
+        let d = decode(Codec::Gzip, &input, &Ctx::new(&budget)).unwrap();
+        assert_eq!(d.data, b"hello hello hello");
+        assert_eq!(d.consumed, len as u64);
+    }
+
+    #[test]
+    fn gzip_bomb_stops_at_ratio() {
+        let input = gz(&vec![0u8; 64 << 20]);
+        let budget = Budget::new(Limits {
+            max_ratio: 100,
+            ratio_floor_bytes: 1 << 20,
+            ..Limits::default()
+        });
+        let e = decode(Codec::Gzip, &input, &Ctx::new(&budget)).unwrap_err();
+        assert!(
+            matches!(e, UnpackError::Limit(LimitError::Ratio { .. })),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn truncated_stream_is_an_error() {
+        let input = gz(&(0..10000u32)
+            .flat_map(|i| i.to_le_bytes())
+            .collect::<Vec<_>>());
+        let cut = &input[..input.len() / 2];
+        let budget = Budget::new(Limits::default());
+        assert!(decode(Codec::Gzip, cut, &Ctx::new(&budget)).is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! The format registry: one module per format, listed once in [`FORMATS`].
+//!
+//! # Adding a format
+//! 1. Write `formats/<name>.rs` with a unit struct implementing [`Format`]: its `name`, the magic
+//!    bytes that announce it (with their offset inside the structure), a cheap `detect` that
+//!    validates a candidate structurally, and `unpack`, which returns the structure's true extent,
+//!    what its header said, and its entries.
+//! 2. Parse with [`crate::unpack::bytes`] (checked reads), decompress through
+//!    [`Ctx::sink`] (bounded output), call [`Ctx::check`] in every loop, and cap every count read
+//!    from the input by the bytes that could hold it before allocating.
+//! 3. Add one line to [`FORMATS`], a fixture builder in `tests/common/`, tests (valid, truncated,
+//!    corrupted) and a fuzz target.
+
+use bytes::Bytes;
+
+use super::UnpackError;
+use super::limits::{Budget, LimitError, Sink};
+use super::tree::Unpacked;
+
+pub mod gzip;
+pub mod uimage;
+
+/// A magic byte string and where it sits inside the structure it announces.
+#[derive(Clone, Copy, Debug)]
+pub struct Magic {
+    /// The bytes.
+    pub bytes: &'static [u8],
+    /// Their offset from the start of the structure (tar's `ustar` sits at 257).
+    pub offset: usize,
+}
+
+impl Magic {
+    /// A magic at the start of the structure.
+    pub const fn at0(bytes: &'static [u8]) -> Self {
+        Self { bytes, offset: 0 }
+    }
+}
+
+/// One container, filesystem or compression format.
+pub trait Format: Sync + Send {
+    /// Short stable name, used in provenance and JSON (`squashfs`, `uimage`, `gzip` …).
+    fn name(&self) -> &'static str;
+
+    /// The magics that announce this format.
+    fn magics(&self) -> &'static [Magic];
+
+    /// Cheap structural check of a candidate that starts at `data[0]` (and runs at most to the end
+    /// of `data`). Must not allocate in proportion to the input or decompress more than a little.
+    fn detect(&self, data: &[u8]) -> bool;
+
+    /// Unpacks the structure at `data[0]`. `data` may extend past the structure's end; the result
+    /// says how far the structure really goes.
+    fn unpack(&self, data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError>;
+}
+
+/// Every format fwsim knows, in priority order: when two formats match at the same offset the
+/// earlier one is tried first.
+pub static FORMATS: &[&dyn Format] = &[&uimage::UImage, &gzip::Gzip];
+
+/// Looks a format up by name.
+pub fn by_name(name: &str) -> Option<&'static dyn Format> {
+    FORMATS.iter().copied().find(|f| f.name() == name)
+}
+
+/// What a format may use while unpacking: the shared budget.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx<'b> {
+    budget: &'b Budget,
+}
+
+impl<'b> Ctx<'b> {
+    /// A context over `budget`.
+    pub fn new(budget: &'b Budget) -> Self {
+        Self { budget }
+    }
+
+    /// The shared budget.
+    pub fn budget(&self) -> &'b Budget {
+        self.budget
+    }
+
+    /// Fails once the time budget is spent; call it in every parse and decompression loop.
+    pub fn check(&self) -> Result<(), UnpackError> {
+        self.budget.check_time().map_err(UnpackError::Limit)
+    }
+
+    /// A bounded output buffer for decompressing `input_len` bytes.
+    pub fn sink(&self, input_len: u64) -> Sink<'b> {
+        self.budget.sink(input_len)
+    }
+
+    /// Accounts for `n` entries about to be returned.
+    pub fn entries(&self, n: u64) -> Result<(), UnpackError> {
+        self.budget.add_entries(n).map_err(UnpackError::Limit)
+    }
+
+    /// Accounts for `n` bytes of extracted (not decompressed) file data that will be copied.
+    pub fn output(&self, n: u64) -> Result<(), UnpackError> {
+        self.budget.add_output(n).map_err(UnpackError::Limit)
+    }
+
+    /// Checks a size a header claims against the per-file limit before allocating for it.
+    pub fn claimed_size(&self, n: u64) -> Result<(), UnpackError> {
+        let max = self.budget.limits().max_file_bytes;
+        if n > max {
+            Err(UnpackError::Limit(LimitError::FileBytes { max }))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_magics_present() {
+        let mut seen = HashSet::new();
+        for f in FORMATS {
+            assert!(seen.insert(f.name()), "duplicate format name {}", f.name());
+            assert!(!f.magics().is_empty(), "{} has no magic", f.name());
+            for m in f.magics() {
+                assert!(!m.bytes.is_empty(), "{} has an empty magic", f.name());
+            }
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! Unpacking: bytes → [`Tree`]. A work queue processes the tree level by level (never native
+//! recursion per nesting level); each level's blobs are hashed, de-duplicated by SHA-256 and
+//! analysed in parallel with rayon. Every limit hit is recorded on the blob it concerns and the
+//! rest of the image is still unpacked.
+
+pub mod bytes;
+pub mod carve;
+pub mod codec;
+pub mod formats;
+pub mod limits;
+pub mod tree;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ::bytes::Bytes;
+use rayon::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use carve::Analysis;
+pub use formats::{Ctx, FORMATS, Format, Magic};
+pub use limits::{Budget, LimitError, Limits};
+pub use tree::{Child, EntryKind, Gap, GapKind, Meta, Node, Origin, Tree, Unpacked};
+
+/// Why a blob or entry could not be (fully) unpacked. This is data recorded in the tree, not a
+/// failure of the run.
+#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize)]
+#[serde(tag = "error", content = "detail", rename_all = "snake_case")]
+pub enum UnpackError {
+    /// The structure ends before its header says it does.
+    #[error("truncated: {0}")]
+    Truncated(String),
+    /// The structure is internally inconsistent (bad checksum, impossible field, bad stream).
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    /// A recognised variant that fwsim cannot read.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// A resource limit stopped the work.
+    #[error("{0}")]
+    Limit(LimitError),
+}
+
+impl UnpackError {
+    /// Classifies an I/O error from a decoder: limit errors travel through `io::Error`, an
+    /// unexpected end means truncation, anything else is corruption.
+    pub fn from_io(e: &std::io::Error, what: &str) -> Self {
+        if let Some(limit) = limits::limit_of(e) {
+            return UnpackError::Limit(limit);
+        }
+        match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => UnpackError::Truncated(format!("{what}: {e}")),
+            _ => UnpackError::Corrupt(format!("{what}: {e}")),
+        }
+    }
+}
+
+impl From<LimitError> for UnpackError {
+    fn from(e: LimitError) -> Self {
+        UnpackError::Limit(e)
+    }
+}
+
+/// Progress of a running unpack, reported after each level of the tree.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Nodes in the tree so far.
+    pub nodes: usize,
+    /// Nodes still waiting to be analysed.
+    pub pending: usize,
+    /// Decompressed or extracted bytes so far.
+    pub output_bytes: u64,
+}
+
+/// Unpacks `data` (named `name`) completely within `limits`.
+pub fn unpack(data: Bytes, name: &[u8], limits: &Limits) -> Tree {
+    unpack_with_progress(data, name, limits, &|_| {})
+}
+
+/// As [`unpack`], calling `progress` after each level.
+pub fn unpack_with_progress(
+    data: Bytes,
+    name: &[u8],
+    limits: &Limits,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Tree {
+    let budget = Budget::new(limits.clone());
+    let ctx = Ctx::new(&budget);
+    let mut tree = Tree::default();
+    tree.nodes.push(Node {
+        path: name.to_vec(),
+        parent: None,
+        children: Vec::new(),
+        depth: 0,
+        kind: EntryKind::File,
+        data,
+        sha256: None,
+        mode: None,
+        origin: None,
+        meta: Meta::new(),
+        format: None,
+        format_meta: Meta::new(),
+        gaps: Vec::new(),
+        error: None,
+        same_as: None,
+    });
+    let _ = budget.add_entries(1);
+
+    // Analyses already computed, by the SHA-256 of the blob, and the first node that had it.
+    let mut seen: HashMap<[u8; 32], (usize, Arc<Analysis>)> = HashMap::new();
+    let mut frontier: Vec<usize> = vec![0];
+    while !frontier.is_empty() {
+        // Hash every file of this level in parallel.
+        let hashes: Vec<[u8; 32]> = frontier
+            .par_iter()
+            .map(|&id| sha256(tree.nodes.get(id).map(|n| &n.data[..]).unwrap_or_default()))
+            .collect();
+        for (&id, h) in frontier.iter().zip(&hashes) {
+            if let Some(n) = tree.nodes.get_mut(id) {
+                n.sha256 = Some(*h);
+            }
+        }
+
+        // Blobs not seen before, once each.
+        let mut todo: Vec<(usize, [u8; 32])> = Vec::new();
+        let mut queued: HashMap<[u8; 32], usize> = HashMap::new();
+        for (&id, h) in frontier.iter().zip(&hashes) {
+            if seen.contains_key(h) || queued.contains_key(h) {
+                continue;
+            }
+            queued.insert(*h, id);
+            todo.push((id, *h));
+        }
+        let max_depth = limits.max_depth;
+        let analysed: Vec<(usize, [u8; 32], Analysis)> = todo
+            .par_iter()
+            .map(|&(id, h)| {
+                let Some(node) = tree.nodes.get(id) else {
+                    return (id, h, Analysis::Leaf { gaps: Vec::new() });
+                };
+                let analysis = if node.data.is_empty() {
+                    Analysis::Leaf { gaps: Vec::new() }
+                } else if node.depth >= max_depth {
+                    if carve::has_structure(&node.data) {
+                        Analysis::Carved {
+                            regions: Vec::new(),
+                            gaps: Vec::new(),
+                            stopped: Some(UnpackError::Limit(LimitError::Depth { max: max_depth })),
+                        }
+                    } else {
+                        Analysis::Leaf { gaps: Vec::new() }
+                    }
+                } else {
+                    carve::analyze(&node.data, &ctx)
+                };
+                (id, h, analysis)
+            })
+            .collect();
+        for (id, h, a) in analysed {
+            seen.insert(h, (id, Arc::new(a)));
+        }
+
+        // Expand every node of the level, in order, so the tree is deterministic.
+        let mut next = Vec::new();
+        for (&id, h) in frontier.iter().zip(&hashes) {
+            let Some((first, analysis)) = seen.get(h).map(|(f, a)| (*f, Arc::clone(a))) else {
+                continue;
+            };
+            if first != id {
+                if let Some(n) = tree.nodes.get_mut(id) {
+                    n.same_as = Some(first);
+                }
+            }
+            expand(&mut tree, id, &analysis, &budget, &mut next);
+        }
+        frontier = next;
+        progress(Progress {
+            nodes: tree.nodes.len(),
+            pending: frontier.len(),
+            output_bytes: budget.output_bytes(),
+        });
+    }
+    tree
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// Attaches the result of analysing node `id` to the tree, queueing new file nodes in `next`.
+fn expand(tree: &mut Tree, id: usize, analysis: &Analysis, budget: &Budget, next: &mut Vec<usize>) {
+    match analysis {
+        Analysis::Leaf { gaps } => {
+            if let Some(n) = tree.nodes.get_mut(id) {
+                n.gaps.clone_from(gaps);
+            }
+        }
+        Analysis::Whole {
+            format,
+            result,
+            gaps,
+        } => {
+            if let Some(n) = tree.nodes.get_mut(id) {
+                n.format = Some(format);
+                n.gaps.clone_from(gaps);
+            }
+            match result {
+                Ok(u) => {
+                    if let Some(n) = tree.nodes.get_mut(id) {
+                        n.format_meta.clone_from(&u.meta);
+                    }
+                    add_children(tree, id, format, &u.children, budget, next);
+                }
+                Err(e) => {
+                    if let Some(n) = tree.nodes.get_mut(id) {
+                        n.error = Some(e.clone());
+                    }
+                }
+            }
+        }
+        Analysis::Carved {
+            regions,
+            gaps,
+            stopped,
+        } => {
+            let Some(parent) = tree.nodes.get_mut(id) else {
+                return;
+            };
+            parent.format = Some("carve");
+            parent.gaps.clone_from(gaps);
+            if let Some(e) = stopped {
+                parent.error = Some(e.clone());
+            }
+            let parent_data = parent.data.clone();
+            let parent_path = parent.path.clone();
+            let depth = parent.depth + 1;
+            for r in regions {
+                if let Err(e) = budget.add_entries(1) {
+                    set_error(tree, id, UnpackError::Limit(e));
+                    return;
+                }
+                let start = usize::try_from(r.offset).unwrap_or(usize::MAX);
+                let end = if r.result.is_ok() {
+                    usize::try_from(r.offset.saturating_add(r.len)).unwrap_or(usize::MAX)
+                } else {
+                    parent_data.len()
+                };
+                let data = if start <= end && end <= parent_data.len() {
+                    parent_data.slice(start..end)
+                } else {
+                    Bytes::new()
+                };
+                let mut path = parent_path.clone();
+                path.extend_from_slice(format!("/{:#x}.{}", r.offset, r.format).as_bytes());
+                let rid = tree.nodes.len();
+                let (format_meta, error) = match &r.result {
+                    Ok(u) => (u.meta.clone(), None),
+                    Err(e) => (Meta::new(), Some(e.clone())),
+                };
+                tree.nodes.push(Node {
+                    sha256: Some(sha256(&data)),
+                    path,
+                    parent: Some(id),
+                    children: Vec::new(),
+                    depth,
+                    kind: EntryKind::File,
+                    data,
+                    mode: None,
+                    origin: Some(Origin {
+                        container: "carve",
+                        offset: Some(r.offset),
+                    }),
+                    meta: Meta::new(),
+                    format: Some(r.format),
+                    format_meta,
+                    gaps: Vec::new(),
+                    error,
+                    same_as: None,
+                });
+                if let Some(p) = tree.nodes.get_mut(id) {
+                    p.children.push(rid);
+                }
+                if let Ok(u) = &r.result {
+                    add_children(tree, rid, r.format, &u.children, budget, next);
+                }
+            }
+        }
+    }
+}
+
+fn set_error(tree: &mut Tree, id: usize, e: UnpackError) {
+    if let Some(n) = tree.nodes.get_mut(id) {
+        if n.error.is_none() {
+            n.error = Some(e);
+        }
+    }
+}
+
+/// Adds a container's entries under `parent`; files are queued for analysis.
+fn add_children(
+    tree: &mut Tree,
+    parent: usize,
+    format: &'static str,
+    children: &[Child],
+    budget: &Budget,
+    next: &mut Vec<usize>,
+) {
+    let Some(p) = tree.nodes.get(parent) else {
+        return;
+    };
+    let parent_path = p.path.clone();
+    let depth = p.depth + 1;
+    for c in children {
+        if let Err(e) = budget.add_entries(1) {
+            set_error(tree, parent, UnpackError::Limit(e));
+            return;
+        }
+        let mut path = parent_path.clone();
+        path.push(b'/');
+        if c.name.is_empty() {
+            path.extend_from_slice(&derived_name(&parent_path));
+        } else {
+            path.extend_from_slice(&display_name(&c.name));
+        }
+        let id = tree.nodes.len();
+        let is_file = c.kind == EntryKind::File;
+        tree.nodes.push(Node {
+            path,
+            parent: Some(parent),
+            children: Vec::new(),
+            depth,
+            kind: c.kind.clone(),
+            data: c.data.clone(),
+            sha256: None,
+            mode: c.mode,
+            origin: Some(Origin {
+                container: format,
+                offset: c.offset,
+            }),
+            meta: c.meta.clone(),
+            format: None,
+            format_meta: Meta::new(),
+            gaps: Vec::new(),
+            error: c.error.clone(),
+            same_as: None,
+        });
+        if let Some(p) = tree.nodes.get_mut(parent) {
+            p.children.push(id);
+        }
+        if is_file && c.error.is_none() {
+            next.push(id);
+        }
+    }
+}
+
+/// An entry name as shown in paths: leading `/` and `./` removed, repeated `/` collapsed. `..`
+/// components are kept (they are what the container says); the safe writer refuses them.
+pub fn display_name(name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len());
+    for comp in name.split(|&b| b == b'/') {
+        if comp.is_empty() || comp == b"." {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(b'/');
+        }
+        out.extend_from_slice(comp);
+    }
+    if out.is_empty() {
+        out.push(b'.');
+    }
+    out
+}
+
+/// The name of a decompressed stream that carries no name of its own: the container's name
+/// without its compression suffix (`rootfs.tar.gz` → `rootfs.tar`), else `data`.
+fn derived_name(parent_path: &[u8]) -> Vec<u8> {
+    let last = parent_path
+        .rsplit(|&b| b == b'/')
+        .next()
+        .unwrap_or_default();
+    const SUFFIXES: &[(&[u8], &[u8])] = &[
+        (b".tgz", b".tar"),
+        (b".gz", b""),
+        (b".xz", b""),
+        (b".txz", b".tar"),
+        (b".lzma", b""),
+        (b".bz2", b""),
+        (b".zst", b""),
+        (b".lz4", b""),
+        (b".lzo", b""),
+        (b".z", b""),
+        (b".Z", b""),
+    ];
+    for (suffix, replacement) in SUFFIXES {
+        if let Some(stem) = last.strip_suffix(*suffix) {
+            if !stem.is_empty() {
+                let mut out = stem.to_vec();
+                out.extend_from_slice(replacement);
+                return out;
+            }
+        }
+    }
+    b"data".to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised_but_dotdot_kept() {
+        assert_eq!(display_name(b"/a//b/./c"), b"a/b/c");
+        assert_eq!(display_name(b"../../etc/passwd"), b"../../etc/passwd");
+        assert_eq!(display_name(b"/"), b".");
+    }
+
+    #[test]
+    fn stream_names_drop_the_suffix() {
+        assert_eq!(derived_name(b"a/rootfs.tar.gz"), b"rootfs.tar");
+        assert_eq!(derived_name(b"a/x.tgz"), b"x.tar");
+        assert_eq!(derived_name(b"a/0x40.gzip"), b"data");
+    }
+
+    #[test]
+    fn plain_bytes_are_a_leaf() {
+        let tree = unpack(Bytes::from_static(b"hello world"), b"x", &Limits::default());
+        assert_eq!(tree.nodes().len(), 1);
+        assert!(tree.root().unwrap().error.is_none());
+    }
+}

@@ -1,0 +1,12 @@
+//! The one integration-test binary: each module tests one part of fwsim through its public API or
+//! the `fwsim` binary, on images built in code (`common/`) and on real samples.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+mod unpack_basics;
