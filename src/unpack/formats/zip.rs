@@ -342,15 +342,25 @@ fn read_central(
     let cd = slice(data, dir.cd_offset, dir.cd_size, "zip central directory")?;
     let mut out = Vec::with_capacity(usize::try_from(dir.entries).unwrap_or(0));
     let mut r = Reader::new(cd);
-    for i in 0..dir.entries {
+    // Read every record the directory holds: writers that overflow the 16-bit count without
+    // ZIP64 announce fewer entries than they wrote.
+    let mut i = 0u64;
+    while r.remaining() > 0 {
         ctx.check()?;
         let at = r.pos() as u64;
+        if i >= dir.entries {
+            if !sig_at(cd, at, CENTRAL) {
+                break; // a digital signature record or padding after the announced entries
+            }
+            ctx.entries(1)?;
+        }
         if !sig_at(cd, at, CENTRAL) {
             return Err(UnpackError::Corrupt(format!(
                 "zip: central directory record {i} at offset {:#x} has no signature",
                 dir.cd_offset.saturating_add(at)
             )));
         }
+        i += 1;
         r.skip(4, "zip central directory")?;
         let made_by = r.u16("zip central directory")?;
         let _needed = r.u16("zip central directory")?;
@@ -423,6 +433,9 @@ fn read_with_directory(
         )
         .meta("zip64", dir.zip64)
         .meta("central_directory", true);
+    if entries.len() as u64 != dir.entries {
+        out = out.meta("entries_announced", dir.entries);
+    }
 
     // Where each entry's bytes are, checked against its local header.
     let mut spans: Vec<Result<Span, UnpackError>> = Vec::with_capacity(entries.len());
