@@ -447,6 +447,40 @@ fn entry_floods_stop_at_the_entry_limit() {
 }
 
 #[test]
+fn a_flood_of_local_headers_without_directory_stays_linear() {
+    // 3000 plausible one-entry "archives" separated by junk and no end record anywhere: each
+    // candidate looks for its directory only as far as its own entries reach.
+    let mut blob = Vec::new();
+    let mut x = 12345u32;
+    for i in 0..3000 {
+        let d = b"hello".to_vec();
+        let e = RawEntry::new(&format!("f{i}"), 0, &d, d.clone());
+        let z = RawZip {
+            entries: vec![e],
+            aliases_of_first: 0,
+            comment: Vec::new(),
+        }
+        .build();
+        let local_len = 30 + format!("f{i}").len() + 5;
+        blob.extend_from_slice(&z[..local_len]);
+        for _ in 0..4000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            blob.push(b'a' + (x >> 16) as u8 % 16);
+        }
+    }
+    let t = Instant::now();
+    let tree = run(blob, "flood.bin");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    let zips = tree
+        .nodes()
+        .iter()
+        .filter(|n| n.format == Some("zip"))
+        .count();
+    assert_eq!(zips, 3000);
+    assert!(tree.find("flood.bin/0x0.zip/f0").unwrap().error.is_none());
+}
+
+#[test]
 fn nested_zips_stop_at_the_depth_limit() {
     let mut z = archives::zip_with_crate(
         &[Item::File("core", b"innermost".to_vec(), 0o644)],
