@@ -160,6 +160,28 @@ fn zip_methods_bzip2_lzma_zstd_xz_decode() {
 }
 
 #[test]
+fn zip64_entries_are_read_through_their_extra_fields() {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    w.start_file("big-in-spirit.bin", o).unwrap();
+    w.write_all(&b"zip64 sized entry ".repeat(100)).unwrap();
+    let z = w.finish().unwrap().into_inner();
+    // The fixture really is ZIP64: a local header carrying a ZIP64 extra field (id 1).
+    let extra_len = u16::from_le_bytes([z[28], z[29]]) as usize;
+    let name_len = u16::from_le_bytes([z[26], z[27]]) as usize;
+    assert!(extra_len >= 20 && z[30 + name_len..32 + name_len] == [1, 0]);
+    let tree = run(z, "z64.zip");
+    let root = tree.root().unwrap();
+    assert!(root.error.is_none(), "{:?}", root.error);
+    let n = tree.find("z64.zip/big-in-spirit.bin").unwrap();
+    assert!(n.error.is_none(), "{:?}", n.error);
+    assert_eq!(&n.data[..], &b"zip64 sized entry ".repeat(100)[..]);
+}
+
+#[test]
 fn dahua_bin_is_a_zip_with_dh_signatures() {
     let items = archives::sample_items();
     let z = archives::zip_with_crate(&items, true, "");
