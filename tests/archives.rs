@@ -232,6 +232,43 @@ fn zip_inside_a_larger_blob_is_carved_to_its_true_extent() {
 }
 
 #[test]
+fn zip_appended_with_adjusted_offsets_is_read() {
+    // As `zip -A` leaves a self-extracting archive: offsets count from the outer file's start.
+    let d = b"appended payload".to_vec();
+    let z = RawZip {
+        entries: vec![
+            RawEntry::new("one", 0, &d, d.clone()),
+            RawEntry::new("two", 8, &d, archives::deflate(&d)),
+        ],
+        aliases_of_first: 0,
+        comment: Vec::new(),
+    }
+    .build();
+    let prefix = 0x200usize;
+    let mut blob = vec![0x5Au8; prefix];
+    blob.extend_from_slice(&z);
+    let eocd = blob.len() - 22;
+    let cd = u32::from_le_bytes(blob[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+    blob[eocd + 16..eocd + 20].copy_from_slice(&((cd + prefix) as u32).to_le_bytes());
+    let mut pos = prefix + cd;
+    while &blob[pos..pos + 4] == b"PK\x01\x02" {
+        let off = u32::from_le_bytes(blob[pos + 42..pos + 46].try_into().unwrap()) as usize;
+        blob[pos + 42..pos + 46].copy_from_slice(&((off + prefix) as u32).to_le_bytes());
+        let n = u16::from_le_bytes([blob[pos + 28], blob[pos + 29]]) as usize;
+        pos += 46 + n;
+    }
+    let tree = run(blob, "sfx.bin");
+    let region = tree.find("sfx.bin/0x200.zip").expect("zip carved");
+    assert!(region.error.is_none(), "{:?}", region.error);
+    assert_eq!(region.format_meta["offset_shift"], 0x200);
+    assert_eq!(region.format_meta["central_directory"], true);
+    for name in ["one", "two"] {
+        let n = tree.find(&format!("sfx.bin/0x200.zip/{name}")).unwrap();
+        assert_eq!(&n.data[..], &d[..], "{name}");
+    }
+}
+
+#[test]
 fn zip_bad_crc_is_an_entry_error_not_a_failed_archive() {
     let good = b"good entry".to_vec();
     let mut bad = RawEntry::new("bad.txt", 0, b"original", b"tampered".to_vec());

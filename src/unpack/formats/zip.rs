@@ -233,6 +233,8 @@ struct Directory {
     end: u64,
     comment: Vec<u8>,
     zip64: bool,
+    /// How much larger the recorded offsets are than offsets from the archive's first byte.
+    shift: u64,
 }
 
 static END_SCANNER: LazyLock<Option<AhoCorasick>> =
@@ -297,13 +299,22 @@ fn directory_at(data: &[u8], at: u64) -> Option<Directory> {
         return None;
     }
     let (cd_offset, cd_size) = (u64::from(cd_offset), u64::from(cd_size));
-    (cd_offset.checked_add(cd_size)? == at).then_some(Directory {
-        cd_offset,
+    let cd_start = at.checked_sub(cd_size)?;
+    // Offsets count from the archive's start, or, for an archive appended to other data with its
+    // offsets adjusted (self-extracting, `zip -A`), from that data's start, `shift` bytes earlier.
+    // Never from a later point: that is the end record of an archive stored inside this one.
+    let shift = cd_offset.checked_sub(cd_start)?;
+    if shift != 0 && !sig_at(data, cd_start, CENTRAL) {
+        return None;
+    }
+    Some(Directory {
+        cd_offset: cd_start,
         cd_size,
         entries: u64::from(entries),
         end,
         comment,
         zip64: false,
+        shift,
     })
 }
 
@@ -331,6 +342,7 @@ fn directory64(data: &[u8], at: u64, end: u64, comment: Vec<u8>) -> Option<Direc
         end,
         comment,
         zip64: true,
+        shift: 0,
     })
 }
 
@@ -405,7 +417,7 @@ fn read_central(
             uncompressed: sizes.uncompressed,
             name,
             external,
-            local: sizes.local,
+            local: sizes.local.checked_sub(dir.shift).unwrap_or(u64::MAX),
         });
     }
     Ok(out)
@@ -452,6 +464,7 @@ fn read_with_directory(
             String::from_utf8_lossy(&dir.comment).into_owned(),
         )
         .meta("zip64", dir.zip64)
+        .meta("offset_shift", dir.shift)
         .meta("central_directory", true);
     if entries.len() as u64 != dir.entries {
         out = out.meta("entries_announced", dir.entries);
