@@ -632,6 +632,40 @@ fn truncated_tar_lists_what_came_before_the_cut() {
     ));
 }
 
+#[test]
+fn tar_with_a_corrupted_header_keeps_the_entries_around_it() {
+    let items = archives::sample_items();
+    let mut t = archives::tar_with_crate(&items, LONG, PAX);
+    // Damage the header of bin/busybox (a name byte, so only the checksum can tell).
+    let at = t.windows(11).position(|w| w == b"bin/busybox").unwrap();
+    t[at] = b'B';
+    let tree = run(t, "bad.tar");
+    assert_eq!(tree.root().unwrap().format, Some("carve"));
+    // The archive up to the damaged header, with the error on it...
+    let first = tree.find("bad.tar/0x0.tar").unwrap();
+    assert!(
+        matches!(&first.error, Some(UnpackError::Corrupt(m)) if m.contains("checksum")),
+        "{:?}",
+        first.error
+    );
+    assert!(tree.find("bad.tar/0x0.tar/etc/passwd").is_some());
+    assert!(!tree.nodes().iter().any(|n| n.path.ends_with(b"busybox")));
+    // ...and carving picks the archive up again at the next intact header.
+    let rest = tree
+        .nodes()
+        .iter()
+        .find(|n| n.path.ends_with(b"/empty"))
+        .expect("entries after the damage are recovered");
+    let region = tree.get(rest.parent.unwrap()).unwrap();
+    assert_eq!(region.format, Some("tar"));
+    assert!(region.error.is_none());
+    assert!(
+        tree.nodes()
+            .iter()
+            .any(|n| n.path.ends_with(PAX.as_bytes()))
+    );
+}
+
 // ---------------------------------------------------------------- cpio
 
 #[test]
@@ -696,6 +730,30 @@ fn cpio_extent_ends_after_the_trailer_and_hardlinks_resolve() {
     let a = tree.find("blob/0x0.cpio/a").unwrap();
     assert_eq!(target(a), b"b");
     assert_eq!(&tree.find("blob/0x0.cpio/b").unwrap().data[..], b"shared");
+}
+
+#[test]
+fn truncated_cpio_lists_what_came_before_the_cut() {
+    let items = archives::sample_items();
+    let c = archives::cpio(CpioKind::Newc, &archives::cpio_entries(&items));
+    let cut = c.windows(11).position(|w| w == b"\x7fELF fake b").unwrap() + 50;
+    let tree = run(c[..cut].to_vec(), "cut.cpio");
+    let root = tree.root().unwrap();
+    assert_eq!(root.format, Some("cpio"));
+    assert!(
+        matches!(root.error, Some(UnpackError::Truncated(_))),
+        "{:?}",
+        root.error
+    );
+    assert_eq!(root.format_meta["trailer"], false);
+    assert_eq!(
+        &tree.find("cut.cpio/etc/passwd").unwrap().data[..],
+        b"root:x:0:0:root:/root:/bin/sh\n"
+    );
+    assert!(matches!(
+        tree.find("cut.cpio/bin/busybox").unwrap().error,
+        Some(UnpackError::Truncated(_))
+    ));
 }
 
 // ---------------------------------------------------------------- hostile: truncation, bit flips
