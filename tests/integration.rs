@@ -9,4 +9,5 @@
 
 mod common;
 
+mod archives;
 mod unpack_basics;
