@@ -159,6 +159,18 @@ impl Budget {
         }
     }
 
+    /// Fails when `n` more entries would exceed the limit, without accounting for them (formats
+    /// call this before building a large entry list; the engine accounts as it adds them).
+    pub fn check_entries(&self, n: u64) -> Result<(), LimitError> {
+        if self.entries().saturating_add(n) > self.limits.max_entries {
+            Err(LimitError::Entries {
+                max: self.limits.max_entries,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     /// Output bytes accounted so far.
     pub fn output_bytes(&self) -> u64 {
         self.output_bytes.load(Ordering::Relaxed)

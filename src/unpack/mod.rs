@@ -172,7 +172,7 @@ pub fn unpack_with_progress(
                     n.same_as = Some(first);
                 }
             }
-            expand(&mut tree, id, &analysis, &budget, &mut next);
+            expand(&mut tree, id, &analysis, &budget, first != id, &mut next);
         }
         frontier = next;
         progress(Progress {
@@ -189,7 +189,17 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// Attaches the result of analysing node `id` to the tree, queueing new file nodes in `next`.
-fn expand(tree: &mut Tree, id: usize, analysis: &Analysis, budget: &Budget, next: &mut Vec<usize>) {
+///
+/// Formats account for the entries they return; the engine counts carved regions, and the entries
+/// of an analysis `reused` from an identical blob (which no format counted for this node).
+fn expand(
+    tree: &mut Tree,
+    id: usize,
+    analysis: &Analysis,
+    budget: &Budget,
+    reused: bool,
+    next: &mut Vec<usize>,
+) {
     match analysis {
         Analysis::Leaf { gaps } => {
             if let Some(n) = tree.nodes.get_mut(id) {
@@ -213,7 +223,14 @@ fn expand(tree: &mut Tree, id: usize, analysis: &Analysis, budget: &Budget, next
                             n.error.clone_from(&u.error);
                         }
                     }
-                    add_children(tree, id, format, &u.children, budget, next);
+                    add_children(
+                        tree,
+                        id,
+                        format,
+                        &u.children,
+                        reused.then_some(budget),
+                        next,
+                    );
                 }
                 Err(e) => {
                     if let Some(n) = tree.nodes.get_mut(id) {
@@ -285,7 +302,14 @@ fn expand(tree: &mut Tree, id: usize, analysis: &Analysis, budget: &Budget, next
                     p.children.push(rid);
                 }
                 if let Ok(u) = &r.result {
-                    add_children(tree, rid, r.format, &u.children, budget, next);
+                    add_children(
+                        tree,
+                        rid,
+                        r.format,
+                        &u.children,
+                        reused.then_some(budget),
+                        next,
+                    );
                 }
             }
         }
@@ -306,7 +330,7 @@ fn add_children(
     parent: usize,
     format: &'static str,
     children: &[Child],
-    budget: &Budget,
+    count_in: Option<&Budget>,
     next: &mut Vec<usize>,
 ) {
     let Some(p) = tree.nodes.get(parent) else {
@@ -315,7 +339,7 @@ fn add_children(
     let parent_path = p.path.clone();
     let depth = p.depth + 1;
     for c in children {
-        if let Err(e) = budget.add_entries(1) {
+        if let Some(Err(e)) = count_in.map(|b| b.add_entries(1)) {
             set_error(tree, parent, UnpackError::Limit(e));
             return;
         }

@@ -111,7 +111,8 @@ impl<'b> Ctx<'b> {
         self.budget.sink(input_len)
     }
 
-    /// Accounts for `n` entries about to be returned.
+    /// Accounts for `n` entries about to be returned (the engine does not count a format's
+    /// entries again; it counts only carved regions and entries reused from an identical blob).
     pub fn entries(&self, n: u64) -> Result<(), UnpackError> {
         self.budget.add_entries(n).map_err(UnpackError::Limit)
     }
