@@ -9,4 +9,5 @@
 
 mod common;
 
+mod safe_output;
 mod unpack_basics;

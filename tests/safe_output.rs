@@ -1,0 +1,448 @@
+//! `unpack --out DIR`: the safe writer against every escape trick (`..`, absolute names, links
+//! out, files through links, hard links out, devices, odd names, duplicates), checked by scanning
+//! the folder around DIR before and after, and the `--out` CLI end to end.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use fwsim::unpack::write::{self, Report, SkipReason, WrittenKind};
+use fwsim::unpack::{Child, EntryKind, Tree};
+
+use crate::common;
+
+/// Every path under `dir` (links listed, never followed).
+fn scan(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p.clone());
+            }
+            out.insert(p);
+        }
+    }
+    out
+}
+
+/// A sandbox: `out/` (not yet created) beside `victim/secret`, which nothing may touch, six
+/// folders deep inside a temporary folder that is scanned whole, so that an escape of up to six
+/// `..` would be seen.
+struct Sandbox {
+    tmp: tempfile::TempDir,
+}
+
+const DEPTH: &str = "1/2/3/4/5/6";
+
+impl Sandbox {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join(DEPTH).join("victim")).unwrap();
+        std::fs::write(tmp.path().join(DEPTH).join("victim/secret"), b"keep me").unwrap();
+        Self { tmp }
+    }
+
+    fn base(&self) -> PathBuf {
+        self.tmp.path().join(DEPTH)
+    }
+
+    fn out(&self) -> PathBuf {
+        self.base().join("out")
+    }
+
+    /// Writes `tree` to `out/` and checks that nothing changed outside it and that every link
+    /// written resolves inside it (or to nothing).
+    fn write(&self, tree: &Tree) -> Report {
+        let before = scan(self.tmp.path());
+        let report = write::write(tree, &self.out()).unwrap();
+        self.check_contained(&before);
+        report
+    }
+
+    fn check_contained(&self, before: &BTreeSet<PathBuf>) {
+        let out = self.out();
+        let after = scan(self.tmp.path());
+        let outside: Vec<&PathBuf> = after
+            .difference(before)
+            .filter(|p| !p.starts_with(&out))
+            .collect();
+        assert!(
+            outside.is_empty(),
+            "written outside the output: {outside:?}"
+        );
+        assert_eq!(
+            std::fs::read(self.base().join("victim/secret")).unwrap(),
+            b"keep me"
+        );
+        let root = out.canonicalize().unwrap();
+        for p in after.iter().filter(|p| p.starts_with(&out)) {
+            if std::fs::symlink_metadata(p).unwrap().is_symlink() {
+                if let Ok(real) = p.canonicalize() {
+                    assert!(real.starts_with(&root), "{p:?} resolves to {real:?}");
+                }
+            }
+        }
+    }
+}
+
+fn file(name: &[u8], data: &'static [u8]) -> Child {
+    Child::file(name, Bytes::from_static(data))
+}
+
+fn hardlink(name: &[u8], target: &[u8]) -> Child {
+    Child::new(
+        name,
+        EntryKind::Hardlink {
+            target: target.to_vec(),
+        },
+        Bytes::new(),
+    )
+}
+
+/// The skip reason of the entry at tree path `path`.
+fn skipped(tree: &Tree, report: &Report, path: &[u8]) -> Option<SkipReason> {
+    let id = tree.nodes().iter().position(|n| n.path == path)?;
+    report
+        .skipped
+        .iter()
+        .find(|s| s.node == id)
+        .map(|s| s.reason.clone())
+}
+
+#[test]
+fn zip_slip_and_absolute_names_stay_inside() {
+    let sb = Sandbox::new();
+    let tree = Tree::from_children(
+        b"evil.zip",
+        "zip",
+        &[
+            file(b"../../x", b"slip"),
+            file(b"../victim/secret", b"overwritten"),
+            file(b"a/../../../y", b"slip"),
+            file(b"/etc/x", b"absolute"),
+            file(b"//abs//double", b"absolute"),
+        ],
+    );
+    let report = sb.write(&tree);
+    let out = sb.out();
+    assert_eq!(std::fs::read(out.join("etc/x")).unwrap(), b"absolute");
+    assert_eq!(std::fs::read(out.join("abs/double")).unwrap(), b"absolute");
+    for p in [
+        &b"evil.zip/../../x"[..],
+        b"evil.zip/../victim/secret",
+        b"evil.zip/a/../../../y",
+    ] {
+        assert_eq!(skipped(&tree, &report, p), Some(SkipReason::DotDot));
+    }
+    assert_eq!(report.files(), 2);
+}
+
+#[test]
+fn symlinks_out_are_dropped_and_files_never_go_through_links() {
+    let sb = Sandbox::new();
+    let tree = Tree::from_children(
+        b"evil.tar",
+        "tar",
+        &[
+            Child::symlink(b"root", b"/"),
+            Child::symlink(b"up", b"../../.."),
+            Child::symlink(b"victim", b"../victim"),
+            file(b"victim/secret", b"through the link"),
+            Child::symlink(b"link", b"/etc"),
+            file(b"link/passwd", b"through the link"),
+            Child::symlink(b"chain", b"root/.."),
+        ],
+    );
+    let report = sb.write(&tree);
+    let out = sb.out();
+    // `/` is the archive's root, which is the output folder.
+    assert_eq!(
+        std::fs::read_link(out.join("root")).unwrap(),
+        Path::new(".")
+    );
+    assert!(!out.join("up").exists());
+    assert!(matches!(
+        skipped(&tree, &report, b"evil.tar/up"),
+        Some(SkipReason::SymlinkEscapes { .. })
+    ));
+    assert!(matches!(
+        skipped(&tree, &report, b"evil.tar/chain"),
+        Some(SkipReason::SymlinkEscapes { .. })
+    ));
+    // The files landed in real folders; the links that would have held them collide.
+    for (dir, f) in [("victim", "victim/secret"), ("link", "link/passwd")] {
+        let meta = std::fs::symlink_metadata(out.join(dir)).unwrap();
+        assert!(meta.is_dir() && !meta.is_symlink(), "{dir}");
+        assert_eq!(std::fs::read(out.join(f)).unwrap(), b"through the link");
+    }
+    assert!(matches!(
+        skipped(&tree, &report, b"evil.tar/link"),
+        Some(SkipReason::Collision { .. })
+    ));
+    assert_eq!(report.symlinks(), 1);
+}
+
+#[test]
+fn binwalk_dirtraversal_listing_as_a_tree() {
+    // The entries of binwalk's `dirtraversal.tar` test vector (`tar tv`), as a tar reader lists
+    // them; the archive itself is tested through the binary once the tar reader exists.
+    let sb = Sandbox::new();
+    let tree = Tree::from_children(
+        b"dirtraversal.tar",
+        "tar",
+        &[
+            Child::symlink(b"bar", b"/etc/passwd"),
+            Child::symlink(b"foo", b"../../"),
+            file(b"ls", b"\x7fELF"),
+            Child::symlink(b"README2_link", b"subdir/README2.txt"),
+            file(b"README.txt", b"readme\n"),
+            Child::dir(b"subdir/"),
+            Child::symlink(b"subdir/foo2", b"../../../../"),
+            file(b"subdir/README2.txt", b"readme 2\n"),
+            Child::symlink(b"subdir/README_link", b"../README.txt"),
+            Child::symlink(b"subdir/bar2", b"/etc/shadow"),
+            file(b"subdir/ls2", b"\x7fELF"),
+        ],
+    );
+    let report = sb.write(&tree);
+    let out = sb.out();
+    let link = |p: &str| std::fs::read_link(out.join(p)).unwrap();
+    assert_eq!(link("bar"), Path::new("etc/passwd"));
+    assert_eq!(link("subdir/bar2"), Path::new("../etc/shadow"));
+    assert_eq!(link("README2_link"), Path::new("subdir/README2.txt"));
+    assert_eq!(
+        std::fs::read(out.join("subdir/README_link")).unwrap(),
+        b"readme\n"
+    );
+    for p in ["foo", "subdir/foo2"] {
+        assert!(std::fs::symlink_metadata(out.join(p)).is_err(), "{p}");
+    }
+    assert_eq!(report.skipped.len(), 2);
+    assert_eq!(report.files(), 4);
+    assert_eq!(report.dirs(), 1);
+}
+
+#[test]
+fn hard_links_are_copies_of_files_inside() {
+    let sb = Sandbox::new();
+    let tree = Tree::from_children(
+        b"links.tar",
+        "tar",
+        &[
+            file(b"bin/busybox", b"BUSYBOX"),
+            hardlink(b"bin/ls", b"bin/busybox"),
+            hardlink(b"passwd", b"/etc/passwd"),
+            hardlink(b"secret", b"../victim/secret"),
+        ],
+    );
+    let report = sb.write(&tree);
+    let out = sb.out();
+    assert_eq!(std::fs::read(out.join("bin/ls")).unwrap(), b"BUSYBOX");
+    assert!(
+        !std::fs::symlink_metadata(out.join("bin/ls"))
+            .unwrap()
+            .is_symlink()
+    );
+    for p in [&b"links.tar/passwd"[..], b"links.tar/secret"] {
+        assert!(matches!(
+            skipped(&tree, &report, p),
+            Some(SkipReason::HardlinkTarget { .. })
+        ));
+    }
+    assert!(!out.join("passwd").exists() && !out.join("secret").exists());
+}
+
+#[test]
+fn device_nodes_are_skipped_and_reported() {
+    let sb = Sandbox::new();
+    let tree = Tree::from_children(
+        b"rootfs.cpio",
+        "cpio",
+        &[
+            Child::dir(b"dev"),
+            Child::new(b"dev/console", EntryKind::Device, Bytes::new()).with_mode(0o20600),
+            Child::new(b"dev/initctl", EntryKind::Device, Bytes::new()).with_mode(0o10600),
+        ],
+    );
+    let report = sb.write(&tree);
+    assert!(sb.out().join("dev").is_dir());
+    assert_eq!(std::fs::read_dir(sb.out().join("dev")).unwrap().count(), 0);
+    assert_eq!(
+        report
+            .skipped
+            .iter()
+            .filter(|s| s.reason == SkipReason::Device)
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn odd_names_keep_their_bytes_and_nul_is_escaped() {
+    let sb = Sandbox::new();
+    let tree = Tree::from_children(
+        b"names.tar",
+        "tar",
+        &[
+            file(b"nul\0name", b"1"),
+            file(b"new\nline", b"2"),
+            file(b"latin1-\xe9t\xe9", b"3"),
+            file(b"%00", b"4"),
+        ],
+    );
+    let report = sb.write(&tree);
+    let out = sb.out();
+    assert_eq!(std::fs::read(out.join("nul%00name")).unwrap(), b"1");
+    assert_eq!(std::fs::read(out.join("new\nline")).unwrap(), b"2");
+    let latin1 = out.join(OsStr::from_bytes(b"latin1-\xe9t\xe9"));
+    assert_eq!(std::fs::read(latin1).unwrap(), b"3");
+    assert_eq!(std::fs::read(out.join("%00")).unwrap(), b"4");
+    let written: BTreeSet<Vec<u8>> = report.written.iter().map(|w| w.path.clone()).collect();
+    assert!(written.contains(b"latin1-\xe9t\xe9".as_slice()));
+}
+
+#[test]
+fn duplicates_keep_the_first_and_report_the_rest() {
+    let sb = Sandbox::new();
+    let tree = Tree::from_children(
+        b"dups.zip",
+        "zip",
+        &[
+            file(b"config", b"first"),
+            file(b"config", b"second"),
+            file(b"./config", b"third"),
+            Child::dir(b"config"),
+            Child::symlink(b"config", b"/etc/shadow"),
+        ],
+    );
+    let report = sb.write(&tree);
+    assert_eq!(std::fs::read(sb.out().join("config")).unwrap(), b"first");
+    let collisions = report
+        .skipped
+        .iter()
+        .filter(|s| matches!(&s.reason, SkipReason::Collision { other } if other == b"config"))
+        .count();
+    assert_eq!(collisions, 4);
+}
+
+#[test]
+fn output_folder_must_be_empty() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.out()).unwrap();
+    std::fs::write(sb.out().join("old"), b"x").unwrap();
+    let tree = Tree::from_children(b"a.tar", "tar", &[file(b"old", b"new")]);
+    let err = write::write(&tree, &sb.out()).unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert_eq!(std::fs::read(sb.out().join("old")).unwrap(), b"x");
+}
+
+/// A uImage around a gzip of `hello.txt`: `rootfs` is a file and a container.
+fn nested_image(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let mut gz = flate2::GzBuilder::new()
+        .filename("hello.txt")
+        .write(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"hello firmware\n").unwrap();
+    let payload = gz.finish().unwrap();
+    let img = fwsim::unpack::formats::uimage::build("rootfs", 5, 2, 7, 0, &payload);
+    let path = dir.join("img.bin");
+    std::fs::write(&path, img).unwrap();
+    path
+}
+
+#[test]
+fn cli_out_writes_containers_as_file_plus_extracted_folder() {
+    let sb = Sandbox::new();
+    let img = nested_image(&sb.base());
+    let before = scan(sb.tmp.path());
+    let out = sb.out();
+    let run = common::fwsim(&[
+        "unpack",
+        "--out",
+        out.to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    sb.check_contained(&before);
+    let payload = std::fs::read(&img).unwrap()[64..].to_vec();
+    assert_eq!(std::fs::read(out.join("rootfs")).unwrap(), payload);
+    assert_eq!(
+        std::fs::read(out.join("rootfs.extracted/hello.txt")).unwrap(),
+        b"hello firmware\n"
+    );
+    // Without --json, stdout stays empty; the summary goes to stderr, with no progress drawing
+    // (stderr is not a terminal here).
+    assert!(run.stdout.is_empty());
+    let stderr = String::from_utf8(run.stderr).unwrap();
+    assert!(
+        stderr.starts_with("wrote 2 files (") && stderr.contains("0 entries not written"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn cli_out_with_json_still_lists_and_says_where_each_entry_went() {
+    let sb = Sandbox::new();
+    let img = nested_image(&sb.base());
+    let out = sb.out();
+    let entries = common::unpack_json(&img, &["--out", out.to_str().unwrap()]);
+    let by_path = |p: &str| entries.iter().find(|e| e["path"] == p).unwrap();
+    assert_eq!(by_path("img.bin/rootfs")["out"], "rootfs");
+    assert_eq!(
+        by_path("img.bin/rootfs/hello.txt")["out"],
+        "rootfs.extracted/hello.txt"
+    );
+    assert!(by_path("img.bin").get("out").is_none());
+}
+
+#[test]
+fn cli_refuses_a_non_empty_output_folder() {
+    let sb = Sandbox::new();
+    let img = nested_image(&sb.base());
+    std::fs::create_dir(sb.out()).unwrap();
+    std::fs::write(sb.out().join("rootfs"), b"precious").unwrap();
+    let run = common::fwsim(&[
+        "unpack",
+        "--out",
+        sb.out().to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("not empty"));
+    assert_eq!(std::fs::read(sb.out().join("rootfs")).unwrap(), b"precious");
+}
+
+#[test]
+fn written_kinds_match_the_tree() {
+    let sb = Sandbox::new();
+    let tree = Tree::from_children(
+        b"fs.img",
+        "squashfs",
+        &[
+            Child::dir(b"bin"),
+            file(b"bin/busybox", b"BB"),
+            Child::symlink(b"bin/sh", b"/bin/busybox"),
+        ],
+    );
+    let report = sb.write(&tree);
+    let kinds: Vec<&WrittenKind> = report.written.iter().map(|w| &w.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            &WrittenKind::Dir,
+            &WrittenKind::File { bytes: 2 },
+            &WrittenKind::Symlink {
+                target: b"busybox".to_vec()
+            }
+        ]
+    );
+    assert_eq!(std::fs::read(sb.out().join("bin/sh")).unwrap(), b"BB");
+}
