@@ -29,6 +29,7 @@
 //! follow a link while writing) and binwalk's rule of rebasing absolute link targets onto the
 //! extraction folder.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write as _};
@@ -44,6 +45,8 @@ use crate::error::Error;
 
 /// How many symlinks one resolution may follow (Linux's `MAXSYMLINKS`).
 const MAX_HOPS: usize = 40;
+/// Longest symlink target written, in bytes (Linux's `PATH_MAX` less the NUL).
+const MAX_TARGET_BYTES: usize = 4095;
 /// How many hard links to hard links are followed to reach a file.
 const MAX_HARDLINK_HOPS: usize = 8;
 
@@ -170,6 +173,9 @@ pub enum SkipReason {
     /// A symlink with an empty target.
     #[error("symlink with an empty target")]
     SymlinkEmpty,
+    /// A symlink whose target is longer than a path may be.
+    #[error("symlink target longer than {MAX_TARGET_BYTES} bytes")]
+    SymlinkTooLong,
     /// A symlink that would point outside the output folder.
     #[error("symlink to `{}` would leave the output folder", escape_name(target))]
     SymlinkEscapes {
@@ -262,54 +268,123 @@ enum Claim {
     Link(Vec<u8>),
 }
 
-/// Everything the output will hold, keyed by folded path, with the path as written.
+/// Everything the output will hold: a trie of name components (folded when the folder ignores
+/// case), so that placing or resolving a path costs one step per component. Node 0 is the output
+/// folder itself.
 struct Model {
     fold: bool,
-    map: HashMap<Vec<Key>, (Vec<u8>, Claim)>,
+    nodes: Vec<Place>,
+}
+
+/// One path of the output in the model.
+struct Place {
+    parent: usize,
+    /// The component as written (not folded).
+    name: Vec<u8>,
+    children: HashMap<Key, usize>,
+    /// What the path holds; `None` for a path only looked at, never claimed.
+    claim: Option<Claim>,
 }
 
 impl Model {
-    fn key(&self, comps: &[Vec<u8>]) -> Vec<Key> {
-        comps.iter().map(|c| fold_name(c, self.fold)).collect()
-    }
-
-    /// Claims every folder on the way to `comps` (not `comps` itself).
-    fn claim_parents(&mut self, comps: &[Vec<u8>]) -> Result<(), SkipReason> {
-        for i in 1..comps.len() {
-            self.claim(comps.get(..i).unwrap_or_default(), Claim::Dir)?;
+    fn new(fold: bool) -> Self {
+        Self {
+            fold,
+            nodes: vec![Place {
+                parent: 0,
+                name: Vec::new(),
+                children: HashMap::new(),
+                claim: Some(Claim::Dir),
+            }],
         }
-        Ok(())
     }
 
-    /// Claims `comps` for `claim`; a folder may be claimed again, anything else only once.
+    /// The child of `at` named `name`, created (unclaimed) when missing.
+    fn child(&mut self, at: usize, name: &[u8]) -> usize {
+        let key = fold_name(name, self.fold);
+        if let Some(&n) = self
+            .nodes
+            .get(at)
+            .and_then(|p| p.children.get(key.as_ref()))
+        {
+            return n;
+        }
+        let n = self.nodes.len();
+        self.nodes.push(Place {
+            parent: at,
+            name: name.to_vec(),
+            children: HashMap::new(),
+            claim: None,
+        });
+        if let Some(p) = self.nodes.get_mut(at) {
+            p.children.insert(key.into_owned(), n);
+        }
+        n
+    }
+
+    /// The child of `at` named `name`, if the model has it.
+    fn lookup(&self, at: usize, name: &[u8]) -> Option<usize> {
+        let key = fold_name(name, self.fold);
+        self.nodes.get(at)?.children.get(key.as_ref()).copied()
+    }
+
+    fn claim_of(&self, at: usize) -> Option<&Claim> {
+        self.nodes.get(at)?.claim.as_ref()
+    }
+
+    /// Claims every folder on the way to `comps` and `comps` itself for `claim`; a folder may be
+    /// claimed again, anything else only once.
     fn claim(&mut self, comps: &[Vec<u8>], claim: Claim) -> Result<(), SkipReason> {
-        let key = self.key(comps);
-        match self.map.get(&key) {
+        let mut at = 0;
+        let Some((last, parents)) = comps.split_last() else {
+            return Err(SkipReason::EmptyName);
+        };
+        for c in parents {
+            at = self.child(at, c);
+            self.claim_one(at, Claim::Dir)?;
+        }
+        at = self.child(at, last);
+        self.claim_one(at, claim)
+    }
+
+    fn claim_one(&mut self, at: usize, claim: Claim) -> Result<(), SkipReason> {
+        let current = self.nodes.get(at).and_then(|p| p.claim.as_ref());
+        match current {
             None => {
-                self.map.insert(key, (join(comps), claim));
+                if let Some(p) = self.nodes.get_mut(at) {
+                    p.claim = Some(claim);
+                }
                 Ok(())
             }
-            Some((_, Claim::Dir)) if matches!(claim, Claim::Dir) => Ok(()),
-            Some((other, _)) => Err(SkipReason::Collision {
-                other: other.clone(),
+            Some(Claim::Dir) if matches!(claim, Claim::Dir) => Ok(()),
+            Some(_) => Err(SkipReason::Collision {
+                other: self.path_of(at),
             }),
         }
     }
 
-    fn get(&self, key: &[Key]) -> Option<&Claim> {
-        self.map.get(key).map(|(_, c)| c)
+    /// The path of `at` as written, `/`-separated.
+    fn path_of(&self, mut at: usize) -> Vec<u8> {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        while at != 0 {
+            let Some(p) = self.nodes.get(at) else { break };
+            parts.push(&p.name);
+            at = p.parent;
+        }
+        parts.reverse();
+        parts.join(&b'/')
     }
 }
 
 /// Folds a name for comparison on a folder that ignores case.
-fn fold_name(name: &[u8], fold: bool) -> Key {
+fn fold_name(name: &[u8], fold: bool) -> Cow<'_, [u8]> {
     if !fold {
-        return name.to_vec();
+        return Cow::Borrowed(name);
     }
-    match std::str::from_utf8(name) {
+    Cow::Owned(match std::str::from_utf8(name) {
         Ok(s) => s.to_lowercase().into_bytes(),
         Err(_) => name.to_ascii_lowercase(),
-    }
+    })
 }
 
 fn join(comps: &[Vec<u8>]) -> Vec<u8> {
@@ -358,10 +433,7 @@ struct PendingLink {
 fn plan(tree: &Tree, fold: bool) -> Plan {
     let nodes = tree.nodes();
     let mut out = Plan::default();
-    let mut model = Model {
-        fold,
-        map: HashMap::new(),
-    };
+    let mut model = Model::new(fold);
     // Where each node's entries go (`None`: the node cannot hold entries, or was refused).
     let mut base: Vec<Option<Vec<Vec<u8>>>> = vec![None; nodes.len()];
     if let Some(b) = base.get_mut(0) {
@@ -412,9 +484,7 @@ fn plan(tree: &Tree, fold: bool) -> Plan {
                 if comps.is_empty() {
                     continue;
                 }
-                let r = model
-                    .claim_parents(&path)
-                    .and_then(|()| model.claim(&path, Claim::Dir));
+                let r = model.claim(&path, Claim::Dir);
                 match r {
                     Ok(()) => out.actions.push(Action {
                         node: id,
@@ -425,9 +495,7 @@ fn plan(tree: &Tree, fold: bool) -> Plan {
                 }
             }
             EntryKind::File => {
-                let r = model
-                    .claim_parents(&path)
-                    .and_then(|()| model.claim(&path, Claim::File));
+                let r = model.claim(&path, Claim::File);
                 match r {
                     Ok(()) => {
                         if let Some(f) = is_file.get_mut(id) {
@@ -480,9 +548,7 @@ fn plan(tree: &Tree, fold: bool) -> Plan {
             });
             continue;
         };
-        let r = model
-            .claim_parents(&path)
-            .and_then(|()| model.claim(&path, Claim::File));
+        let r = model.claim(&path, Claim::File);
         match r {
             Ok(()) => out.actions.push(Action {
                 node: id,
@@ -497,7 +563,6 @@ fn plan(tree: &Tree, fold: bool) -> Plan {
     let mut claimed = Vec::new();
     for link in links {
         let r = link_target(&link).and_then(|target| {
-            model.claim_parents(&link.comps)?;
             model.claim(&link.comps, Claim::Link(target.clone()))?;
             Ok(target)
         });
@@ -619,8 +684,15 @@ fn link_target(link: &PendingLink) -> Result<Vec<u8>, SkipReason> {
     if stored.is_empty() {
         return Err(SkipReason::SymlinkEmpty);
     }
+    if stored.len() > MAX_TARGET_BYTES {
+        return Err(SkipReason::SymlinkTooLong);
+    }
     if !stored.starts_with(b"/") {
-        return Ok(escape_nul(stored));
+        let written = escape_nul(stored);
+        if written.len() > MAX_TARGET_BYTES {
+            return Err(SkipReason::SymlinkTooLong);
+        }
+        return Ok(written);
     }
     // Inside the filesystem `..` at its root stays at its root, as in a chroot.
     let mut to = link.fs_root.clone();
@@ -637,7 +709,11 @@ fn link_target(link: &PendingLink) -> Result<Vec<u8>, SkipReason> {
         }
     }
     let from = link.comps.get(..link.comps.len().saturating_sub(1));
-    Ok(relative_path(from.unwrap_or_default(), &to))
+    let written = relative_path(from.unwrap_or_default(), &to);
+    if written.len() > MAX_TARGET_BYTES {
+        return Err(SkipReason::SymlinkTooLong);
+    }
+    Ok(written)
 }
 
 /// The relative path from folder `from` to `to` (both under the output folder).
@@ -667,7 +743,14 @@ fn resolve(model: &Model, dir: &[Vec<u8>], target: &[u8]) -> Result<(), Unsafe> 
     if target.starts_with(b"/") {
         return Err(Unsafe::Escapes);
     }
-    let mut cur: Vec<Key> = model.key(dir);
+    // The places from the output folder down to the current folder (the folder itself excluded).
+    let mut cur: Vec<usize> = Vec::with_capacity(dir.len());
+    for c in dir {
+        match model.lookup(cur.last().copied().unwrap_or(0), c) {
+            Some(n) => cur.push(n),
+            None => return Err(Unsafe::Escapes),
+        }
+    }
     let mut pending: Vec<Vec<u8>> = split_rev(target);
     let mut hops = 0usize;
     let mut below_missing = false;
@@ -685,9 +768,12 @@ fn resolve(model: &Model, dir: &[Vec<u8>], target: &[u8]) -> Result<(), Unsafe> 
         if below_missing {
             continue;
         }
-        cur.push(fold_name(&c, model.fold));
-        match model.get(&cur) {
-            Some(Claim::Dir) => {}
+        let Some(n) = model.lookup(cur.last().copied().unwrap_or(0), &c) else {
+            below_missing = true;
+            continue;
+        };
+        match model.claim_of(n) {
+            Some(Claim::Dir) => cur.push(n),
             None | Some(Claim::File) => below_missing = true,
             Some(Claim::Link(t)) => {
                 hops += 1;
@@ -697,7 +783,6 @@ fn resolve(model: &Model, dir: &[Vec<u8>], target: &[u8]) -> Result<(), Unsafe> 
                 if t.starts_with(b"/") {
                     return Err(Unsafe::Escapes);
                 }
-                cur.pop();
                 pending.extend(split_rev(t));
             }
         }
@@ -1107,6 +1192,36 @@ mod tests {
         assert!(matches!(
             reason(&p, &t, b"img/ETC"),
             Some(SkipReason::Collision { .. })
+        ));
+    }
+
+    #[test]
+    fn deep_names_and_long_targets_stay_cheap() {
+        // 1,000 entries 1,000 folders deep: quadratic work per entry would take minutes.
+        let deep = b"d/".repeat(1000);
+        let children: Vec<Child> = (0..1000)
+            .map(|i| {
+                let mut name = deep.clone();
+                name.extend_from_slice(format!("f{i}").as_bytes());
+                file(&name)
+            })
+            .chain([
+                Child::symlink(b"long", b"x/".repeat(3000)),
+                Child::symlink(b"climb", [&deep[..1000], &b"../".repeat(501)].concat()),
+            ])
+            .collect();
+        let t = tree(&children);
+        let started = std::time::Instant::now();
+        let p = plan(&t, false);
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+        assert_eq!(p.actions.len(), 1000);
+        assert_eq!(
+            reason(&p, &t, b"img/long"),
+            Some(SkipReason::SymlinkTooLong)
+        );
+        assert!(matches!(
+            reason(&p, &t, b"img/climb"),
+            Some(SkipReason::SymlinkEscapes { .. })
         ));
     }
 
