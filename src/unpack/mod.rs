@@ -240,6 +240,9 @@ fn expand(tree: &mut Tree, id: usize, analysis: &Analysis, budget: &Budget, next
                 Ok(u) => {
                     if let Some(n) = tree.nodes.get_mut(id) {
                         n.format_meta.clone_from(&u.meta);
+                        if n.error.is_none() {
+                            n.error.clone_from(&u.error);
+                        }
                     }
                     add_children(tree, id, format, &u.children, budget, next);
                 }
@@ -286,7 +289,7 @@ fn expand(tree: &mut Tree, id: usize, analysis: &Analysis, budget: &Budget, next
                 path.extend_from_slice(format!("/{:#x}.{}", r.offset, r.format).as_bytes());
                 let rid = tree.nodes.len();
                 let (format_meta, error) = match &r.result {
-                    Ok(u) => (u.meta.clone(), None),
+                    Ok(u) => (u.meta.clone(), u.error.clone()),
                     Err(e) => (Meta::new(), Some(e.clone())),
                 };
                 tree.nodes.push(Node {

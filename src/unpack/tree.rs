@@ -113,6 +113,12 @@ impl Child {
         self
     }
 
+    /// Records a failure confined to this entry.
+    pub fn with_error(mut self, error: UnpackError) -> Self {
+        self.error = Some(error);
+        self
+    }
+
     /// Adds a fact about the entry.
     pub fn with_meta(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
         self.meta.insert(key.to_owned(), value.into());
@@ -129,6 +135,10 @@ pub struct Unpacked {
     pub meta: Meta,
     /// The entries, in the container's order.
     pub children: Vec<Child>,
+    /// A failure that stopped the structure partway (a truncated archive, a bomb caught at its
+    /// limit): the entries before it are still listed and analysed, and the error is recorded on
+    /// the structure's node.
+    pub error: Option<UnpackError>,
 }
 
 impl Unpacked {
@@ -138,6 +148,12 @@ impl Unpacked {
             consumed,
             ..Self::default()
         }
+    }
+
+    /// Records a failure that stopped the structure partway (see [`Unpacked::error`]).
+    pub fn partial(mut self, error: UnpackError) -> Self {
+        self.error = Some(error);
+        self
     }
 
     /// Adds a fact about the structure.

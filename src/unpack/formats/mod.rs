@@ -17,8 +17,11 @@ use super::UnpackError;
 use super::limits::{Budget, LimitError, Sink};
 use super::tree::Unpacked;
 
+pub mod cpio;
 pub mod gzip;
+pub mod tar;
 pub mod uimage;
+pub mod zip;
 
 /// A magic byte string and where it sits inside the structure it announces.
 #[derive(Clone, Copy, Debug)]
@@ -55,11 +58,30 @@ pub trait Format: Sync + Send {
 
 /// Every format fwsim knows, in priority order: when two formats match at the same offset the
 /// earlier one is tried first.
-pub static FORMATS: &[&dyn Format] = &[&uimage::UImage, &gzip::Gzip];
+pub static FORMATS: &[&dyn Format] = &[
+    &uimage::UImage,
+    &gzip::Gzip,
+    &zip::Zip,
+    &zip::Dahua,
+    &tar::Tar,
+    &cpio::Cpio,
+];
 
 /// Looks a format up by name.
 pub fn by_name(name: &str) -> Option<&'static dyn Format> {
     FORMATS.iter().copied().find(|f| f.name() == name)
+}
+
+/// Whether an entry name would leave the extraction root if joined naively: an absolute path (`/`,
+/// `\\`, a drive letter) or a `..` component (with `/` or `\\` as separator). Such names are listed
+/// as the container states them and flagged `unsafe_path` in the entry's metadata (zip-slip).
+pub fn path_escapes(name: &[u8]) -> bool {
+    let absolute = matches!(name.first(), Some(b'/' | b'\\'))
+        || matches!(name, [drive, b':', ..] if drive.is_ascii_alphabetic());
+    absolute
+        || name
+            .split(|&b| b == b'/' || b == b'\\')
+            .any(|component| component == b"..")
 }
 
 /// What a format may use while unpacking: the shared budget.
@@ -114,6 +136,23 @@ impl<'b> Ctx<'b> {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn escaping_names_are_recognised() {
+        for bad in [
+            &b"../x"[..],
+            b"a/../../b",
+            b"/etc/passwd",
+            b"..",
+            b"C:x",
+            b"a\\..\\b",
+        ] {
+            assert!(path_escapes(bad), "{}", String::from_utf8_lossy(bad));
+        }
+        for good in [&b"a/b"[..], b"..a/b..", b"./x", b"a/.../b"] {
+            assert!(!path_escapes(good), "{}", String::from_utf8_lossy(good));
+        }
+    }
 
     #[test]
     fn names_are_unique_and_magics_present() {
