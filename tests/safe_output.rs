@@ -324,7 +324,7 @@ fn duplicates_keep_the_first_and_report_the_rest() {
     let collisions = report
         .skipped
         .iter()
-        .filter(|s| matches!(&s.reason, SkipReason::Collision { other } if other == b"config"))
+        .filter(|s| matches!(&s.reason, SkipReason::Collision { other, .. } if other == b"config"))
         .count();
     assert_eq!(collisions, 4);
 }
@@ -445,4 +445,175 @@ fn written_kinds_match_the_tree() {
         ]
     );
     assert_eq!(std::fs::read(sb.out().join("bin/sh")).unwrap(), b"BB");
+}
+
+/// Runs `fwsim unpack --json --out` on `image` inside the sandbox, checks that nothing landed
+/// outside the output folder, and returns the JSON entries.
+fn unpack_out(sb: &Sandbox, image: &Path) -> Vec<serde_json::Value> {
+    let before = scan(sb.tmp.path());
+    let entries = common::unpack_json(image, &["--out", sb.out().to_str().unwrap()]);
+    sb.check_contained(&before);
+    entries
+}
+
+fn entry<'e>(entries: &'e [serde_json::Value], path: &str) -> &'e serde_json::Value {
+    entries
+        .iter()
+        .find(|e| e["path"] == path)
+        .unwrap_or_else(|| panic!("{path} not listed"))
+}
+
+fn not_written(entries: &[serde_json::Value], path: &str) -> String {
+    entry(entries, path)["not_written"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path} was written"))
+        .to_owned()
+}
+
+#[test]
+fn binwalk_dirtraversal_tar_writes_nothing_outside() {
+    let Some(tar) =
+        common::sample("ReFirmLabs__binwalk/testing/tests/input-vectors/dirtraversal.tar")
+    else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let entries = unpack_out(&sb, &tar);
+    let out = sb.out();
+    let link = |p: &str| std::fs::read_link(out.join(p)).unwrap();
+    // Absolute targets point into the archive's root, which is the output folder.
+    assert_eq!(link("bar"), Path::new("etc/passwd"));
+    assert_eq!(link("subdir/bar2"), Path::new("../etc/shadow"));
+    assert_eq!(link("subdir/README_link"), Path::new("../README.txt"));
+    assert_eq!(
+        std::fs::read(out.join("README2_link")).unwrap(),
+        std::fs::read(out.join("subdir/README2.txt")).unwrap()
+    );
+    for p in ["foo", "subdir/foo2"] {
+        assert!(std::fs::symlink_metadata(out.join(p)).is_err(), "{p}");
+        let why = not_written(&entries, &format!("dirtraversal.tar/{p}"));
+        assert!(why.contains("would leave the output folder"), "{why}");
+    }
+    assert_eq!(std::fs::metadata(out.join("ls")).unwrap().len(), 133_792);
+    assert_eq!(
+        std::fs::metadata(out.join("subdir/ls2")).unwrap().len(),
+        133_792
+    );
+}
+
+/// A tar with every trick, written with raw headers.
+fn hostile_tar(dir: &Path) -> PathBuf {
+    use common::rawtar::member;
+    let tar = common::rawtar::archive(&[
+        member(b"../../x", b'0', b"", b"slip"),
+        member(b"a/../../../y", b'0', b"", b"slip"),
+        member(b"/etc/x", b'0', b"", b"absolute"),
+        member(b"link", b'2', b"/", b""),
+        member(b"link/etc/passwd", b'0', b"", b"through link"),
+        member(b"up", b'2', b"../../..", b""),
+        member(b"up/evil", b'0', b"", b"through up"),
+        member(b"victim", b'2', b"../victim", b""),
+        member(b"victim/secret", b'0', b"", b"owned"),
+        member(b"hl_abs", b'1', b"/etc/passwd", b""),
+        member(b"hl_up", b'1', b"../victim/secret", b""),
+        member(b"hl_ok", b'1', b"etc/x", b""),
+        member(b"dev/console", b'3', b"", b""),
+        member(b"dev/initctl", b'6', b"", b""),
+        member(b"new\nline", b'0', b"", b"newline"),
+        member(b"bytes-\xff\xfe", b'0', b"", b"not utf-8"),
+        member(b"dup", b'0', b"", b"first"),
+        member(b"dup", b'0', b"", b"second"),
+    ]);
+    let path = dir.join("hostile.tar");
+    std::fs::write(&path, tar).unwrap();
+    path
+}
+
+#[test]
+fn hostile_tar_writes_nothing_outside_and_the_right_things_inside() {
+    let sb = Sandbox::new();
+    let tar = hostile_tar(&sb.base());
+    let entries = unpack_out(&sb, &tar);
+    let out = sb.out();
+    let read = |p: &str| std::fs::read(out.join(p)).unwrap();
+    for p in ["../../x", "a/../../../y"] {
+        let why = not_written(&entries, &format!("hostile.tar/{p}"));
+        assert!(why.contains(".."), "{why}");
+    }
+    assert_eq!(read("etc/x"), b"absolute");
+    // Files named through a link land in real folders; the links collide.
+    assert_eq!(read("link/etc/passwd"), b"through link");
+    assert_eq!(read("up/evil"), b"through up");
+    assert_eq!(read("victim/secret"), b"owned");
+    for p in ["link", "up", "victim"] {
+        assert!(!std::fs::symlink_metadata(out.join(p)).unwrap().is_symlink());
+        assert!(not_written(&entries, &format!("hostile.tar/{p}")).contains("collides"));
+    }
+    assert_eq!(read("hl_ok"), b"absolute");
+    for p in ["hl_abs", "hl_up"] {
+        assert!(not_written(&entries, &format!("hostile.tar/{p}")).contains("hard link"));
+        assert!(!out.join(p).exists());
+    }
+    for p in ["dev/console", "dev/initctl"] {
+        assert!(not_written(&entries, &format!("hostile.tar/{p}")).contains("device"));
+        assert!(std::fs::symlink_metadata(out.join(p)).is_err());
+    }
+    assert_eq!(read("new\nline"), b"newline");
+    let odd = entries
+        .iter()
+        .find(|e| e["path_bytes"].is_string())
+        .expect("non-UTF-8 name listed with path_bytes");
+    assert_eq!(odd["out"], "bytes-\u{fffd}\u{fffd}");
+    assert_eq!(
+        std::fs::read(out.join(OsStr::from_bytes(b"bytes-\xff\xfe"))).unwrap(),
+        b"not utf-8"
+    );
+    assert_eq!(read("dup"), b"first");
+    let dups: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["path"] == "hostile.tar/dup")
+        .collect();
+    assert_eq!(dups.len(), 2);
+    assert!(
+        dups[1]["not_written"]
+            .as_str()
+            .unwrap()
+            .contains("collides")
+    );
+}
+
+#[test]
+fn hostile_zip_writes_nothing_outside_and_the_right_things_inside() {
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+    let sb = Sandbox::new();
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = SimpleFileOptions::default();
+    for (name, data) in [
+        ("../../zipslip", &b"slip"[..]),
+        ("/abs/zip", b"absolute"),
+        ("nul\0name", b"nul"),
+        ("ok/file", b"fine"),
+    ] {
+        w.start_file(name, opts).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.add_symlink("escape", "../../../", opts).unwrap();
+    w.add_symlink("inside", "ok/file", opts).unwrap();
+    w.add_symlink("root", "/ok", opts).unwrap();
+    let zip = w.finish().unwrap().into_inner();
+    let path = sb.base().join("evil.zip");
+    std::fs::write(&path, zip).unwrap();
+
+    let entries = unpack_out(&sb, &path);
+    let out = sb.out();
+    assert!(not_written(&entries, "evil.zip/../../zipslip").contains(".."));
+    assert_eq!(std::fs::read(out.join("abs/zip")).unwrap(), b"absolute");
+    assert_eq!(std::fs::read(out.join("nul%00name")).unwrap(), b"nul");
+    assert!(not_written(&entries, "evil.zip/escape").contains("would leave"));
+    assert_eq!(std::fs::read(out.join("inside")).unwrap(), b"fine");
+    assert_eq!(
+        std::fs::read_link(out.join("root")).unwrap(),
+        Path::new("ok")
+    );
 }

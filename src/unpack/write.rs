@@ -168,7 +168,7 @@ pub enum SkipReason {
     #[error("its container was not written")]
     ParentSkipped,
     /// Character or block device, FIFO or socket.
-    #[error("device node, FIFO or socket: not written")]
+    #[error("device node, FIFO or socket")]
     Device,
     /// A symlink with an empty target.
     #[error("symlink with an empty target")]
@@ -201,10 +201,15 @@ pub enum SkipReason {
         target: Vec<u8>,
     },
     /// The name is already taken by an earlier entry (or by a folder the earlier entries need).
-    #[error("name collides with `{}`", escape_name(other))]
+    #[error(
+        "name collides with the {holder} `{}` written before",
+        escape_name(other)
+    )]
     Collision {
         /// The path (relative to the output folder) that holds the name.
         other: Vec<u8>,
+        /// What holds it: `folder`, `file` or `symlink`.
+        holder: &'static str,
     },
     /// The filesystem refused the write.
     #[error("write failed: {0}")]
@@ -357,8 +362,13 @@ impl Model {
                 Ok(())
             }
             Some(Claim::Dir) if matches!(claim, Claim::Dir) => Ok(()),
-            Some(_) => Err(SkipReason::Collision {
+            Some(held) => Err(SkipReason::Collision {
                 other: self.path_of(at),
+                holder: match held {
+                    Claim::Dir => "folder",
+                    Claim::File => "file",
+                    Claim::Link(_) => "symlink",
+                },
             }),
         }
     }
@@ -1088,7 +1098,8 @@ mod tests {
         assert_eq!(
             reason(&p, &t, b"img/a/b"),
             Some(SkipReason::Collision {
-                other: b"a".to_vec()
+                other: b"a".to_vec(),
+                holder: "symlink"
             })
         );
     }
@@ -1177,7 +1188,8 @@ mod tests {
         assert!(p.skipped.iter().any(|s| s.node == dup2
             && s.reason
                 == SkipReason::Collision {
-                    other: b"dup".to_vec()
+                    other: b"dup".to_vec(),
+                    holder: "file"
                 }));
         assert!(reason(&p, &t, b"img/readme").is_none());
         assert!(link_of(&p, &t, b"img/ETC").is_some());
@@ -1186,7 +1198,8 @@ mod tests {
         assert_eq!(
             reason(&p, &t, b"img/readme"),
             Some(SkipReason::Collision {
-                other: b"README".to_vec()
+                other: b"README".to_vec(),
+                holder: "file"
             })
         );
         assert!(matches!(
