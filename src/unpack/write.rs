@@ -167,6 +167,9 @@ pub enum SkipReason {
     /// The container holding the entry could not be placed.
     #[error("its container was not written")]
     ParentSkipped,
+    /// The entry could not be extracted, so there are no bytes to write.
+    #[error("not extracted: {0}")]
+    NotExtracted(String),
     /// Character or block device, FIFO or socket.
     #[error("device node, FIFO or socket")]
     Device,
@@ -503,6 +506,10 @@ fn plan(tree: &Tree, fold: bool) -> Plan {
                     }),
                     Err(reason) => skip(&mut out, reason),
                 }
+            }
+            EntryKind::File if node.data.is_empty() && node.error.is_some() => {
+                let why = node.error.as_ref().map(ToString::to_string);
+                skip(&mut out, SkipReason::NotExtracted(why.unwrap_or_default()));
             }
             EntryKind::File => {
                 let r = model.claim(&path, Claim::File);
@@ -1149,6 +1156,22 @@ mod tests {
                 Some(SkipReason::HardlinkTarget { .. })
             ));
         }
+    }
+
+    #[test]
+    fn entries_that_failed_without_bytes_are_not_written() {
+        let broken = Child::file(b"broken", Bytes::new())
+            .with_error(crate::unpack::UnpackError::Truncated("cut".into()));
+        let partial = Child::file(b"partial", Bytes::from_static(b"some"))
+            .with_error(crate::unpack::UnpackError::Truncated("cut".into()));
+        let t = tree(&[broken, partial, file(b"empty-but-fine")]);
+        let p = plan(&t, false);
+        assert_eq!(
+            reason(&p, &t, b"img/broken"),
+            Some(SkipReason::NotExtracted("truncated: cut".into()))
+        );
+        assert!(reason(&p, &t, b"img/partial").is_none());
+        assert!(reason(&p, &t, b"img/empty-but-fine").is_none());
     }
 
     #[test]
