@@ -666,3 +666,73 @@ fn slow_every_real_sample_writes_inside_and_matches_the_listing() {
     }
     assert!(files > 0);
 }
+
+#[test]
+fn absolute_links_in_a_nested_filesystem_point_into_its_extracted_folder() {
+    use common::rawtar::member;
+    let sb = Sandbox::new();
+    let rootfs = common::rawtar::archive(&[
+        member(b"bin/", b'5', b"", b""),
+        member(b"bin/busybox", b'0', b"", b"BUSYBOX"),
+        member(b"bin/sh", b'2', b"/bin/busybox", b""),
+        member(b"lib", b'2', b"/", b""),
+        member(b"clamped", b'2', b"/../../../bin/sh", b""),
+        member(b"to_image_root", b'2', b"../", b""),
+        member(b"out_of_image", b'2', b"../../", b""),
+    ]);
+    let img = fwsim::unpack::formats::uimage::build("rootfs", 5, 2, 5, 0, &rootfs);
+    let path = sb.base().join("cam.bin");
+    std::fs::write(&path, img).unwrap();
+    let entries = unpack_out(&sb, &path);
+    let out = sb.out();
+    let link = |p: &str| std::fs::read_link(out.join("rootfs.extracted").join(p)).unwrap();
+    assert_eq!(link("bin/sh"), Path::new("busybox"));
+    assert_eq!(link("lib"), Path::new("."));
+    assert_eq!(link("clamped"), Path::new("bin/sh"));
+    assert_eq!(
+        std::fs::read(out.join("rootfs.extracted/clamped")).unwrap(),
+        b"BUSYBOX"
+    );
+    // Relative targets are kept while they stay inside the output folder.
+    assert_eq!(link("to_image_root"), Path::new("../"));
+    assert!(not_written(&entries, "cam.bin/rootfs/out_of_image").contains("would leave"));
+    assert_eq!(std::fs::read(out.join("rootfs")).unwrap(), rootfs);
+}
+
+/// Runs `fwsim ARGS` under a pseudo-terminal (util-linux `script`) and returns what it drew.
+fn on_a_terminal(args: &str) -> String {
+    let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_fwsim"));
+    let run = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
+#[test]
+fn progress_is_drawn_on_a_terminal_unless_quiet() {
+    if !common::tool("script") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let img = nested_image(&sb.base());
+    let out = sb.out();
+    let drawn = on_a_terminal(&format!("unpack --out {} {}", out.display(), img.display()));
+    assert!(
+        drawn.contains("unpacking") && drawn.contains("writing"),
+        "{drawn:?}"
+    );
+    assert!(drawn.contains("wrote 2 files"), "{drawn:?}");
+    std::fs::remove_dir_all(&out).unwrap();
+    let quiet = on_a_terminal(&format!(
+        "unpack --quiet --out {} {}",
+        out.display(),
+        img.display()
+    ));
+    assert!(quiet.contains("wrote 2 files"), "{quiet:?}");
+    assert!(
+        !quiet.contains("unpacking") && !quiet.contains('\x1b'),
+        "{quiet:?}"
+    );
+}
