@@ -292,9 +292,16 @@ fn odd_names_keep_their_bytes_and_nul_is_escaped() {
             file(b"new\nline", b"2"),
             file(b"latin1-\xe9t\xe9", b"3"),
             file(b"%00", b"4"),
+            Child::file("x".repeat(300), Bytes::from_static(b"5")),
         ],
     );
     let report = sb.write(&tree);
+    let long = report.skipped.iter().find(|s| s.node == 5).unwrap();
+    assert!(
+        matches!(&long.reason, SkipReason::Io(e) if e.contains("too long")),
+        "{:?}",
+        long.reason
+    );
     let out = sb.out();
     assert_eq!(std::fs::read(out.join("nul%00name")).unwrap(), b"1");
     assert_eq!(std::fs::read(out.join("new\nline")).unwrap(), b"2");
@@ -523,6 +530,7 @@ fn hostile_tar(dir: &Path) -> PathBuf {
         member(b"bytes-\xff\xfe", b'0', b"", b"not utf-8"),
         member(b"dup", b'0', b"", b"first"),
         member(b"dup", b'0', b"", b"second"),
+        member(b"odd_link", b'2', b"target-\xff", b""),
     ]);
     let path = dir.join("hostile.tar");
     std::fs::write(&path, tar).unwrap();
@@ -567,6 +575,15 @@ fn hostile_tar_writes_nothing_outside_and_the_right_things_inside() {
     assert_eq!(
         std::fs::read(out.join(OsStr::from_bytes(b"bytes-\xff\xfe"))).unwrap(),
         b"not utf-8"
+    );
+    let odd_link = entry(&entries, "hostile.tar/odd_link");
+    assert_eq!(odd_link["target_bytes"], "dGFyZ2V0Lf8=");
+    assert_eq!(
+        std::fs::read_link(out.join("odd_link"))
+            .unwrap()
+            .as_os_str()
+            .as_bytes(),
+        b"target-\xff"
     );
     assert_eq!(read("dup"), b"first");
     let dups: Vec<&serde_json::Value> = entries
