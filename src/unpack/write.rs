@@ -224,7 +224,7 @@ pub fn write(tree: &Tree, dir: &Path) -> crate::Result<Report> {
     write_with_progress(tree, dir, &|_, _| {})
 }
 
-/// As [`write`], calling `progress(done, total)` every few hundred entries.
+/// As [`write()`], calling `progress(done, total)` every few hundred entries.
 pub fn write_with_progress(
     tree: &Tree,
     dir: &Path,
