@@ -25,6 +25,11 @@
 //! - Two entries with the same name (or, on a folder that ignores case, names equal but for case)
 //!   collide: the first is written, the second reported.
 //!
+//! The model folds case (Unicode lower case) when a probe shows the folder ignores it, but does not
+//! model Unicode normalisation (macOS treats NFC and NFD spellings as one name). Such a clash makes
+//! the second write fail with "exists" (reported, never overwritten), and a `..` after a name the
+//! model does not hold as a folder is refused, so a mismatch cannot lead a link outside.
+//!
 //! This follows the approach of GNU tar's and libarchive's secure extraction (refuse `..`, never
 //! follow a link while writing) and binwalk's rule of rebasing absolute link targets onto the
 //! extraction folder.
@@ -452,8 +457,6 @@ fn plan(tree: &Tree, fold: bool) -> Plan {
     if let Some(b) = base.get_mut(0) {
         *b = Some(Vec::new());
     }
-    // Each node's path under the output folder, once placed.
-    let mut placed: Vec<Option<Vec<Vec<u8>>>> = vec![None; nodes.len()];
     let mut is_file = vec![false; nodes.len()];
     let mut hardlinks = Vec::new();
     let mut links = Vec::new();
@@ -517,9 +520,6 @@ fn plan(tree: &Tree, fold: bool) -> Plan {
                     Ok(()) => {
                         if let Some(f) = is_file.get_mut(id) {
                             *f = true;
-                        }
-                        if let Some(p) = placed.get_mut(id) {
-                            *p = Some(path.clone());
                         }
                         out.actions.push(Action {
                             node: id,
