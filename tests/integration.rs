@@ -9,5 +9,6 @@
 
 mod common;
 
+mod archives;
 mod safe_output;
 mod unpack_basics;

@@ -23,6 +23,10 @@ const S_IFMT: u32 = 0o170_000;
 const S_IFDIR: u32 = 0o040_000;
 const S_IFREG: u32 = 0o100_000;
 const S_IFLNK: u32 = 0o120_000;
+/// FIFO, character device, directory, block device, regular file, symlink, socket.
+const KNOWN_TYPES: [u32; 7] = [
+    0o010_000, 0o020_000, 0o040_000, 0o060_000, 0o100_000, 0o120_000, 0o140_000,
+];
 
 impl Format for Cpio {
     fn name(&self) -> &'static str {
@@ -43,19 +47,14 @@ impl Format for Cpio {
     fn detect(&self, data: &[u8]) -> bool {
         Header::parse(data, 0).is_ok_and(|h| {
             let binary = matches!(h.variant, Variant::BinaryLe | Variant::BinaryBe);
-            // Two-byte binary magics occur by chance: also want a known file type and a
-            // printable name.
+            // Two-byte binary magics occur by chance: also want a known file type, a printable
+            // name and a second header of the same kind right after the first entry.
             !binary
-                || (matches!(
-                    h.mode & S_IFMT,
-                    0o010_000
-                        | 0o020_000
-                        | 0o040_000
-                        | 0o060_000
-                        | 0o100_000
-                        | 0o120_000
-                        | 0o140_000
-                ) && h.name.iter().all(|&b| b >= 0x20 && b != 0x7F))
+                || (KNOWN_TYPES.contains(&(h.mode & S_IFMT))
+                    && h.name.iter().all(|&b| b >= 0x20 && b != 0x7F)
+                    && align(h.data_start.saturating_add(h.size), 2)
+                        .and_then(|next| Header::parse(data, next).ok())
+                        .is_some_and(|n| n.variant == h.variant))
         })
     }
 
@@ -503,5 +502,49 @@ mod tests {
         a[94..102].copy_from_slice(b"00000000");
         assert!(Header::parse(&a, 0).is_err());
         assert!(!Cpio.detect(&[0xC7, 0x71, 0, 0]));
+    }
+
+    fn binary_le(name: &[u8], mode: u16, data: &[u8]) -> Vec<u8> {
+        let namesize = name.len() as u16 + 1;
+        let size = data.len() as u32;
+        let fields = [
+            0x71C7,
+            0,
+            1,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            namesize,
+            (size >> 16) as u16,
+            size as u16,
+        ];
+        let mut out: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();
+        out.extend_from_slice(name);
+        out.push(0);
+        if out.len() % 2 != 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(data);
+        if out.len() % 2 != 0 {
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn binary_magic_needs_a_second_header() {
+        let mut a = binary_le(b"bin/sh", 0o100_755, b"abc");
+        assert!(!Cpio.detect(&a), "a lone header is not enough");
+        a.extend_from_slice(&binary_le(b"TRAILER!!!", 0, b""));
+        assert!(Cpio.detect(&a));
+        let h = Header::parse(&a, 0).unwrap();
+        assert_eq!(
+            (h.variant, h.size, h.mode),
+            (Variant::BinaryLe, 3, 0o100_755)
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! tar archives, read in-house from the POSIX `ustar` and pax definitions and GNU tar's manual:
-//! ustar prefixes, GNU long names and link names (`L`/`K`), base-256 numbers, pax `x`/`g` records
+//! ustar prefixes, GNU long names and link names (`L`/`K`), base-256 numbers, pax `x` records
 //! (`path`, `linkpath`, `size`), hard and symbolic links, devices; the true extent runs to the
 //! end-of-archive zero blocks. File data are slices of the archive (no copy).
 
@@ -147,6 +147,8 @@ fn read(data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
     let mut long_name: Option<Vec<u8>> = None;
     let mut long_link: Option<Vec<u8>> = None;
     let mut pax = Pax::default();
+    // Global (`g`) records are parsed for validity but not applied: a path, link or size shared
+    // by every later entry has no sensible meaning, and applying one would rename them all.
     let mut global = Pax::default();
     let mut label: Option<Vec<u8>> = None;
     let mut end_marker = false;
@@ -182,7 +184,7 @@ fn read(data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
             break;
         }
         let typeflag = block.get(156).copied().unwrap_or(0);
-        let size = match pax.size.or(global.size) {
+        let size = match pax.size {
             Some(s) if !matches!(typeflag, b'x' | b'g') => s,
             _ => number(field(block, 124, 12)).ok_or_else(|| {
                 UnpackError::Corrupt(format!("tar: bad size field at offset {pos:#x}"))
@@ -202,7 +204,7 @@ fn read(data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
             .unwrap_or(u64::MAX);
         let body = slice(data, data_start, size);
         let Some(body) = body else {
-            let name = entry_name(block, long_name.take(), &pax, &global);
+            let name = entry_name(block, long_name.take(), &pax);
             let available = len.saturating_sub(data_start);
             let e = UnpackError::Truncated(format!(
                 "tar: entry '{}' needs {size} bytes at offset {data_start:#x}, {available} present",
@@ -227,13 +229,12 @@ fn read(data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
             b'V' => label = Some(text(block, 0, 100)),
             _ => {
                 ctx.entries(1)?;
-                let name = entry_name(block, long_name.take(), &pax, &global);
+                let name = entry_name(block, long_name.take(), &pax);
                 let link = long_link
                     .take()
                     .or_else(|| pax.linkpath.clone())
-                    .or_else(|| global.linkpath.clone())
                     .unwrap_or_else(|| text(block, 157, 100));
-                let sparse = pax.sparse || global.sparse;
+                let sparse = pax.sparse;
                 let file = data.slice(to_usize(data_start)?..to_usize(data_end)?);
                 children.push(entry(block, typeflag, name, link, file, sparse, data_start));
                 pax = Pax::default();
@@ -271,11 +272,8 @@ fn trim_nul(b: &[u8]) -> Vec<u8> {
 }
 
 /// The entry's name: GNU long name, pax `path`, else the ustar prefix and name.
-fn entry_name(block: &[u8], long: Option<Vec<u8>>, pax: &Pax, global: &Pax) -> Vec<u8> {
-    if let Some(n) = long
-        .or_else(|| pax.path.clone())
-        .or_else(|| global.path.clone())
-    {
+fn entry_name(block: &[u8], long: Option<Vec<u8>>, pax: &Pax) -> Vec<u8> {
+    if let Some(n) = long.or_else(|| pax.path.clone()) {
         return n;
     }
     let name = text(block, 0, 100);

@@ -77,6 +77,8 @@ const DESCRIPTOR: [u8; 2] = [7, 8];
 const CENTRAL_LEN: u64 = 46;
 const END_LEN: u64 = 22;
 const LOCATOR64_LEN: u64 = 20;
+/// How far past the walked entries (beyond five times their size) an end record is looked for.
+const SEARCH_SLACK: u64 = 64 << 10;
 
 const FLAG_ENCRYPTED: u16 = 1;
 const FLAG_LZMA_EOS: u16 = 1 << 1;
@@ -231,6 +233,8 @@ struct Directory {
     end: u64,
     comment: Vec<u8>,
     zip64: bool,
+    /// How much larger the recorded offsets are than offsets from the archive's first byte.
+    shift: u64,
 }
 
 static END_SCANNER: LazyLock<Option<AhoCorasick>> =
@@ -239,13 +243,22 @@ static END_SCANNER: LazyLock<Option<AhoCorasick>> =
 static DESCRIPTOR_SCANNER: LazyLock<Option<AhoCorasick>> =
     LazyLock::new(|| AhoCorasick::new([b"PK\x07\x08", b"DH\x07\x08"]).ok());
 
-/// Finds the first end record (searching forward from the archive start, so a ZIP inside a larger
-/// blob ends where its own directory ends) whose directory sits right before it.
-fn find_directory(data: &[u8], ctx: &Ctx<'_>) -> Result<Option<Directory>, UnpackError> {
+/// Finds the first end record before `reach` (searching forward from the archive start, so a ZIP
+/// inside a larger blob ends where its own directory ends) whose directory sits right before it.
+fn find_directory(
+    data: &[u8],
+    reach: u64,
+    ctx: &Ctx<'_>,
+) -> Result<Option<Directory>, UnpackError> {
     let Some(ac) = END_SCANNER.as_ref() else {
         return Ok(None);
     };
-    for (i, m) in ac.find_iter(data).enumerate() {
+    // The record's signature must start before `reach`; the record itself may run past it.
+    let window = usize::try_from(reach.saturating_add(3))
+        .ok()
+        .and_then(|end| data.get(..end.min(data.len())))
+        .unwrap_or(data);
+    for (i, m) in ac.find_iter(window).enumerate() {
         if i % 256 == 0 {
             ctx.check()?;
         }
@@ -286,13 +299,22 @@ fn directory_at(data: &[u8], at: u64) -> Option<Directory> {
         return None;
     }
     let (cd_offset, cd_size) = (u64::from(cd_offset), u64::from(cd_size));
-    (cd_offset.checked_add(cd_size)? == at).then_some(Directory {
-        cd_offset,
+    let cd_start = at.checked_sub(cd_size)?;
+    // Offsets count from the archive's start, or, for an archive appended to other data with its
+    // offsets adjusted (self-extracting, `zip -A`), from that data's start, `shift` bytes earlier.
+    // Never from a later point: that is the end record of an archive stored inside this one.
+    let shift = cd_offset.checked_sub(cd_start)?;
+    if shift != 0 && !sig_at(data, cd_start, CENTRAL) {
+        return None;
+    }
+    Some(Directory {
+        cd_offset: cd_start,
         cd_size,
         entries: u64::from(entries),
         end,
         comment,
         zip64: false,
+        shift,
     })
 }
 
@@ -320,6 +342,7 @@ fn directory64(data: &[u8], at: u64, end: u64, comment: Vec<u8>) -> Option<Direc
         end,
         comment,
         zip64: true,
+        shift: 0,
     })
 }
 
@@ -342,15 +365,25 @@ fn read_central(
     let cd = slice(data, dir.cd_offset, dir.cd_size, "zip central directory")?;
     let mut out = Vec::with_capacity(usize::try_from(dir.entries).unwrap_or(0));
     let mut r = Reader::new(cd);
-    for i in 0..dir.entries {
+    // Read every record the directory holds: writers that overflow the 16-bit count without
+    // ZIP64 announce fewer entries than they wrote.
+    let mut i = 0u64;
+    while r.remaining() > 0 {
         ctx.check()?;
         let at = r.pos() as u64;
+        if i >= dir.entries {
+            if !sig_at(cd, at, CENTRAL) {
+                break; // a digital signature record or padding after the announced entries
+            }
+            ctx.entries(1)?;
+        }
         if !sig_at(cd, at, CENTRAL) {
             return Err(UnpackError::Corrupt(format!(
                 "zip: central directory record {i} at offset {:#x} has no signature",
                 dir.cd_offset.saturating_add(at)
             )));
         }
+        i += 1;
         r.skip(4, "zip central directory")?;
         let made_by = r.u16("zip central directory")?;
         let _needed = r.u16("zip central directory")?;
@@ -384,7 +417,7 @@ fn read_central(
             uncompressed: sizes.uncompressed,
             name,
             external,
-            local: sizes.local,
+            local: sizes.local.checked_sub(dir.shift).unwrap_or(u64::MAX),
         });
     }
     Ok(out)
@@ -394,9 +427,18 @@ fn read_central(
 fn read(data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
     let first = LocalHeader::parse(data, 0)?;
     let signature = if data.starts_with(b"DH") { "DH" } else { "PK" };
-    match find_directory(data, ctx)? {
+    // The end record is searched for only as far as the archive can reach: past the entries the
+    // local headers delimit, room for a directory of that size and for stray bytes. A scan to the
+    // end of the input for every candidate would make a flood of local headers quadratic.
+    let walk = walk(data, first, ctx)?;
+    let reach = walk
+        .end
+        .saturating_mul(5)
+        .saturating_add(SEARCH_SLACK)
+        .min(data.len() as u64);
+    match find_directory(data, reach, ctx)? {
         Some(dir) => read_with_directory(data, &dir, ctx, signature),
-        None => read_local_headers(data, first, ctx, signature),
+        None => read_local_headers(data, walk, ctx, signature),
     }
 }
 
@@ -422,7 +464,11 @@ fn read_with_directory(
             String::from_utf8_lossy(&dir.comment).into_owned(),
         )
         .meta("zip64", dir.zip64)
+        .meta("offset_shift", dir.shift)
         .meta("central_directory", true);
+    if entries.len() as u64 != dir.entries {
+        out = out.meta("entries_announced", dir.entries);
+    }
 
     // Where each entry's bytes are, checked against its local header.
     let mut spans: Vec<Result<Span, UnpackError>> = Vec::with_capacity(entries.len());
@@ -724,49 +770,100 @@ pub fn method_name(method: u16) -> &'static str {
     }
 }
 
-/// Without an end record: walks the local headers, listing every complete entry, and reports the
-/// archive as truncated.
+/// One entry found by walking the local headers.
+struct Walked {
+    header: LocalHeader,
+    compressed: u64,
+    uncompressed: u64,
+    crc: u32,
+}
+
+/// The local headers, followed from the first one by their sizes.
+struct Walk {
+    entries: Vec<Walked>,
+    /// Where the walk stopped: the end of the last complete entry (or of the input when the last
+    /// entry is cut).
+    end: u64,
+    /// The entry that could not be delimited, and why.
+    cut: Option<(LocalHeader, UnpackError)>,
+}
+
+/// Follows the local headers from `first` as far as their sizes lead. Costs what the archive's
+/// own headers cost, never a scan of the rest of the input.
+fn walk(data: &[u8], first: LocalHeader, ctx: &Ctx<'_>) -> Result<Walk, UnpackError> {
+    let mut entries = Vec::new();
+    let mut pos = 0u64;
+    let mut header = Some(first);
+    while let Some(h) = header.take() {
+        ctx.check()?;
+        match local_extent(data, &h, ctx) {
+            Ok((compressed, uncompressed, crc, end)) => {
+                entries.push(Walked {
+                    header: h,
+                    compressed,
+                    uncompressed,
+                    crc,
+                });
+                pos = end;
+                header = LocalHeader::parse(data, pos).ok();
+            }
+            Err(err) => {
+                return Ok(Walk {
+                    entries,
+                    end: data.len() as u64,
+                    cut: Some((h, err)),
+                });
+            }
+        }
+    }
+    Ok(Walk {
+        entries,
+        end: pos,
+        cut: None,
+    })
+}
+
+/// Without an end record: lists every entry the local headers delimit and reports the archive as
+/// truncated.
 fn read_local_headers(
     data: &Bytes,
-    first: LocalHeader,
+    walk: Walk,
     ctx: &Ctx<'_>,
     signature: &str,
 ) -> Result<Unpacked, UnpackError> {
+    let recovered = walk.entries.len();
+    let mut pos = walk.end;
+    let mut why = match &walk.cut {
+        Some((h, err)) => {
+            let name = String::from_utf8_lossy(&h.name).into_owned();
+            let detail = match err {
+                UnpackError::Truncated(_) => format!("zip: archive cut inside entry '{name}'"),
+                _ => format!("zip: entry '{name}' cannot be delimited: {err}"),
+            };
+            UnpackError::Truncated(format!(
+                "{detail}; no central directory, {recovered} entries recovered from local headers"
+            ))
+        }
+        None => cut_reason(data, pos, recovered),
+    };
+    if recovered == 0 && walk.cut.is_none() {
+        return Err(why);
+    }
     let mut children = Vec::new();
-    let mut pos = 0u64;
-    let mut header = Some(first);
     let mut produced = 0u64;
     let allowance = ctx.budget().max_expansion(data.len() as u64);
-    let why: UnpackError = loop {
+    for w in &walk.entries {
         ctx.check()?;
-        let Some(h) = header.take() else {
-            break cut_reason(data, pos, children.len());
-        };
-        let (compressed, uncompressed, crc, end) = match local_extent(data, &h, ctx) {
-            Ok(x) => x,
-            Err(err) => {
-                let name = String::from_utf8_lossy(&h.name).into_owned();
-                let detail = match &err {
-                    UnpackError::Truncated(_) => format!("zip: archive cut inside entry '{name}'"),
-                    _ => format!("zip: entry '{name}' cannot be delimited: {err}"),
-                };
-                children.push(Child::file(h.name.clone(), Bytes::new()).with_error(err));
-                pos = data.len() as u64;
-                break UnpackError::Truncated(format!(
-                    "{detail}; no central directory, {} entries recovered from local headers",
-                    children.len().saturating_sub(1)
-                ));
-            }
-        };
         ctx.entries(1)?;
-        let raw =
-            data.slice(to_usize(h.data_start)?..to_usize(h.data_start.saturating_add(compressed))?);
+        let h = &w.header;
+        let raw = data
+            .slice(to_usize(h.data_start)?..to_usize(h.data_start.saturating_add(w.compressed))?);
         let entry = Entry {
             name: &h.name,
             flags: h.flags,
             method: h.method,
-            crc,
-            uncompressed,
+            crc: w.crc,
+            uncompressed: w.uncompressed,
             mode: None,
         };
         let child = extract(
@@ -779,20 +876,20 @@ fn read_local_headers(
         )
         .with_offset(h.data_start)
         .with_meta("method", method_name(h.method))
-        .with_meta("compressed_size", compressed);
+        .with_meta("compressed_size", w.compressed);
         let limit = match &child.error {
             Some(UnpackError::Limit(l)) => Some(l.clone()),
             _ => None,
         };
         children.push(child);
-        pos = end;
         if let Some(l) = limit {
-            break UnpackError::Limit(l);
+            why = UnpackError::Limit(l);
+            break;
         }
-        header = LocalHeader::parse(data, pos).ok();
-    };
-    if children.is_empty() {
-        return Err(why);
+    }
+    if let Some((h, err)) = walk.cut {
+        ctx.entries(1)?;
+        children.push(Child::file(h.name, Bytes::new()).with_error(err));
     }
     if sig_at(data, pos, CENTRAL) {
         // A cut directory belongs to the archive, up to the end of the input.
