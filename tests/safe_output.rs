@@ -753,3 +753,62 @@ fn progress_is_drawn_on_a_terminal_unless_quiet() {
         "{quiet:?}"
     );
 }
+
+#[test]
+fn hostile_initramfs_cpio_writes_nothing_outside() {
+    use common::archives::{CpioEntry, CpioKind, cpio};
+    let e = |name: &[u8], mode: u32, data: &[u8], ino: u32, nlink: u32| CpioEntry {
+        name: name.to_vec(),
+        mode,
+        data: data.to_vec(),
+        ino,
+        nlink,
+    };
+    let sb = Sandbox::new();
+    let archive = cpio(
+        CpioKind::Newc,
+        &[
+            e(b"bin", 0o040_755, b"", 1, 2),
+            // newc hard links: the data sits with the last link; the first becomes a link to it.
+            e(b"bin/ls", 0o100_755, b"", 2, 2),
+            e(b"bin/busybox", 0o104_755, b"BUSYBOX", 2, 2),
+            e(b"bin/sh", 0o120_777, b"/bin/busybox", 3, 1),
+            e(b"dev/console", 0o020_600, b"", 4, 1),
+            e(b"dev/null", 0o020_666, b"", 5, 1),
+            e(b"run/initctl", 0o010_600, b"", 6, 1),
+            e(b"../../../evil", 0o100_644, b"slip", 7, 1),
+            e(b"lib", 0o120_777, b"../../../../", 8, 1),
+            e(b"lib/libc.so", 0o100_644, b"through lib", 9, 1),
+        ],
+    );
+    let path = sb.base().join("initramfs.cpio");
+    std::fs::write(&path, archive).unwrap();
+    let entries = unpack_out(&sb, &path);
+    let out = sb.out();
+    assert_eq!(std::fs::read(out.join("bin/ls")).unwrap(), b"BUSYBOX");
+    assert_eq!(
+        std::fs::read_link(out.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    for p in ["dev/console", "dev/null", "run/initctl"] {
+        assert!(not_written(&entries, &format!("initramfs.cpio/{p}")).contains("device"));
+        assert!(std::fs::symlink_metadata(out.join(p)).is_err());
+    }
+    assert!(not_written(&entries, "initramfs.cpio/../../../evil").contains(".."));
+    assert_eq!(
+        std::fs::read(out.join("lib/libc.so")).unwrap(),
+        b"through lib"
+    );
+    assert!(
+        !std::fs::symlink_metadata(out.join("lib"))
+            .unwrap()
+            .is_symlink()
+    );
+    // Executable bits survive; setuid (busybox is 4755 here) does not.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(out.join("bin/busybox"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o7100, 0o100);
+}
