@@ -812,3 +812,86 @@ fn hostile_initramfs_cpio_writes_nothing_outside() {
     );
     assert_eq!(mode & 0o7100, 0o100);
 }
+
+/// xorshift64*: a small deterministic generator, so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A path of 1-4 components from `parts`, absolute one time in four.
+    fn path(&mut self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut p = Vec::new();
+        if self.below(4) == 0 {
+            p.push(b'/');
+        }
+        let n = 1 + self.below(4);
+        for i in 0..n {
+            if i > 0 {
+                p.push(b'/');
+            }
+            p.extend_from_slice(parts[self.below(parts.len() as u64) as usize]);
+        }
+        p
+    }
+
+    /// An entry name: a few names (so that entries meet), rarely `.`, `..` or empty.
+    fn name(&mut self) -> Vec<u8> {
+        const PARTS: &[&[u8]] = &[
+            b"a", b"b", b"c", b"a", b"b", b"c", b"A", b"a", b"b", b"c", b"a", b"b", b"c", b"..",
+            b".", b"",
+        ];
+        self.path(PARTS)
+    }
+
+    /// A link target: the same names, with `.`, `..` and empty components often.
+    fn target(&mut self) -> Vec<u8> {
+        const PARTS: &[&[u8]] = &[b"a", b"b", b"c", b"A", b"..", b"..", b".", b""];
+        self.path(PARTS)
+    }
+}
+
+#[test]
+fn random_trees_never_lead_outside() {
+    for seed in 1..=300u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let n = 1 + rng.below(24);
+        let children: Vec<Child> = (0..n)
+            .map(|_| {
+                let name = rng.name();
+                match rng.below(6) {
+                    0 => Child::dir(name),
+                    1..=3 => Child::symlink(name, rng.target()),
+                    4 => hardlink(&name, &rng.name()),
+                    _ => file(&name, b"data"),
+                }
+            })
+            .collect();
+        let tree = Tree::from_children(b"random.tar", "tar", &children);
+        let sb = Sandbox::new();
+        let before = scan(sb.tmp.path());
+        let report = write::write(&tree, &sb.out()).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        sb.check_contained(&before);
+        // Every entry is written or skipped, except directory entries that name the container's
+        // own folder (`/`, `.`).
+        let own_folder = tree
+            .nodes()
+            .iter()
+            .filter(|n| n.path == b"random.tar/." && n.kind == EntryKind::Dir)
+            .count();
+        assert_eq!(
+            report.written.len() + report.skipped.len(),
+            tree.nodes().len() - 1 - own_folder,
+            "seed {seed}: every entry is accounted for"
+        );
+    }
+}
