@@ -520,8 +520,12 @@ fn a_flood_of_local_headers_without_directory_stays_linear() {
             comment: Vec::new(),
         }
         .build();
+        // The entry, then a directory record with empty name (so each candidate passes
+        // `detect`), then junk.
         let local_len = 30 + format!("f{i}").len() + 5;
         blob.extend_from_slice(&z[..local_len]);
+        blob.extend_from_slice(b"PK\x01\x02");
+        blob.extend_from_slice(&[0; 42]);
         for _ in 0..4000 {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
             blob.push(b'a' + (x >> 16) as u8 % 16);

@@ -326,7 +326,7 @@ fn read(data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
                 Err(e) => {
                     failure = Some(match e {
                         UnpackError::Truncated(m) => UnpackError::Truncated(m),
-                        _ if pos >= len => UnpackError::Truncated(format!(
+                        _ if cut_magic(data, pos) => UnpackError::Truncated(format!(
                             "cpio: archive ends at offset {pos:#x} without its {} entry",
                             String::from_utf8_lossy(TRAILER)
                         )),
@@ -387,6 +387,18 @@ fn read(data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
     }
     out.children = children;
     Ok(out)
+}
+
+/// Whether the input ends at `pos`, or inside what starts like a cpio magic.
+fn cut_magic(data: &[u8], pos: u64) -> bool {
+    let rest = usize::try_from(pos)
+        .ok()
+        .and_then(|p| data.get(p..))
+        .unwrap_or_default();
+    rest.len() < 6
+        && [&b"070701"[..], b"070702", b"070707"]
+            .iter()
+            .any(|m| m.starts_with(rest))
 }
 
 /// One listed entry, and for the crc variant whether its checksum matched.
@@ -502,6 +514,20 @@ mod tests {
         a[94..102].copy_from_slice(b"00000000");
         assert!(Header::parse(&a, 0).is_err());
         assert!(!Cpio.detect(&[0xC7, 0x71, 0, 0]));
+    }
+
+    #[test]
+    fn a_cut_inside_the_next_magic_is_truncation() {
+        let mut a = newc(b"etc/passwd", 0o100_644, b"root:x:0:0\n");
+        a.extend_from_slice(b"0707");
+        let budget = crate::unpack::Budget::new(crate::unpack::Limits::default());
+        let out = read(&Bytes::from(a), &Ctx::new(&budget)).unwrap();
+        assert!(
+            matches!(out.error, Some(UnpackError::Truncated(_))),
+            "{:?}",
+            out.error
+        );
+        assert_eq!(out.children.len(), 1);
     }
 
     fn binary_le(name: &[u8], mode: u16, data: &[u8]) -> Vec<u8> {

@@ -210,10 +210,13 @@ fn read(data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
                 "tar: entry '{}' needs {size} bytes at offset {data_start:#x}, {available} present",
                 String::from_utf8_lossy(&name)
             ));
-            let partial = slice(data, data_start, available).unwrap_or_default();
+            let partial = usize::try_from(data_start)
+                .ok()
+                .filter(|&s| s <= data.len())
+                .map_or_else(Bytes::new, |s| data.slice(s..));
             ctx.entries(1)?;
             children.push(
-                Child::file(name, Bytes::copy_from_slice(partial))
+                Child::file(name, partial)
                     .with_offset(data_start)
                     .with_error(e.clone()),
             );

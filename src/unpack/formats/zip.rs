@@ -70,6 +70,7 @@ impl Format for Dahua {
 /// The second half of each signature; the first half is `PK` (or `DH` in Dahua files).
 const LOCAL: [u8; 2] = [3, 4];
 const CENTRAL: [u8; 2] = [1, 2];
+const END: [u8; 2] = [5, 6];
 const END64: [u8; 2] = [6, 6];
 const LOCATOR64: [u8; 2] = [6, 7];
 const DESCRIPTOR: [u8; 2] = [7, 8];
@@ -106,14 +107,31 @@ fn sig_at(data: &[u8], offset: u64, kind: [u8; 2]) -> bool {
     )
 }
 
+/// A cheap structural check of the first local header: a known method, a name without control
+/// characters, and (when the header states its size) data that fit and are followed by another
+/// ZIP record. `PK\x03\x04` occurs by chance in code and compressed data; this keeps such hits from
+/// becoming error regions.
 fn plausible_local_header(data: &[u8]) -> bool {
     let Ok(h) = LocalHeader::parse(data, 0) else {
         return false;
     };
     // Version needed: low byte is the spec version (at most 6.3 today), high byte a host code.
     let version_ok = (h.version & 0xFF) <= 100;
-    let name_ok = h.name_len > 0 && h.name_len <= 4096;
-    version_ok && name_ok && h.data_start <= data.len() as u64
+    let name_ok = h.name_len > 0 && h.name_len <= 4096 && h.name.iter().all(|&b| b >= 0x20);
+    let method_ok = matches!(h.method, 0..=10 | 12 | 14 | 18 | 19 | 93..=99);
+    if !(version_ok && name_ok && method_ok && h.data_start <= data.len() as u64) {
+        return false;
+    }
+    if h.flags & FLAG_DESCRIPTOR != 0 && h.compressed == 0 {
+        return true; // sizes follow the data: nothing cheap to check
+    }
+    let Some(end) = h.data_start.checked_add(h.compressed) else {
+        return false;
+    };
+    let next = skip_descriptor(data, h.flags, end);
+    [LOCAL, CENTRAL, END, DESCRIPTOR]
+        .into_iter()
+        .any(|kind| sig_at(data, next, kind))
 }
 
 /// A local file header.
@@ -891,10 +909,7 @@ fn read_local_headers(
         ctx.entries(1)?;
         children.push(Child::file(h.name, Bytes::new()).with_error(err));
     }
-    if sig_at(data, pos, CENTRAL) {
-        // A cut directory belongs to the archive, up to the end of the input.
-        pos = data.len() as u64;
-    }
+    pos = directory_records_end(data, pos, ctx)?;
     let mut out = Unpacked::new(pos.max(1))
         .meta("signature", signature)
         .meta("entries", children.len())
@@ -903,6 +918,33 @@ fn read_local_headers(
         .partial(why);
     out.children = children;
     Ok(out)
+}
+
+/// Where the central directory records that start at `pos` end, when no end record follows them:
+/// after the last whole record, or at the end of the input when the last record is cut there.
+fn directory_records_end(data: &[u8], mut pos: u64, ctx: &Ctx<'_>) -> Result<u64, UnpackError> {
+    let len = data.len() as u64;
+    while sig_at(data, pos, CENTRAL) {
+        ctx.check()?;
+        let mut r = Reader::new(data);
+        let lengths = r
+            .seek(pos.saturating_add(28), "zip central directory")
+            .and_then(|()| {
+                let n = u64::from(r.u16("zip central directory")?);
+                let e = u64::from(r.u16("zip central directory")?);
+                let c = u64::from(r.u16("zip central directory")?);
+                Ok(n + e + c)
+            });
+        let Ok(variable) = lengths else {
+            return Ok(len);
+        };
+        let next = pos.saturating_add(CENTRAL_LEN).saturating_add(variable);
+        if next > len {
+            return Ok(len);
+        }
+        pos = next;
+    }
+    Ok(pos)
 }
 
 /// Why the local-header walk ended at `pos`, and how far the archive really goes: a directory
@@ -1028,11 +1070,26 @@ mod tests {
 
     #[test]
     fn detect_rejects_implausible_headers() {
-        let good = local(b"a.txt", 0, 0, 0, 0);
+        let mut good = local(b"a.txt", 0, crc32fast::hash(b"abc"), 3, 3);
+        good.extend_from_slice(b"abcPK\x01\x02");
         assert!(plausible_local_header(&good));
         assert!(!plausible_local_header(&good[..20]));
-        let nameless = local(b"", 0, 0, 0, 0);
+        assert!(
+            !plausible_local_header(&good[..good.len() - 4]),
+            "nothing after the data"
+        );
+        let mut nameless = local(b"", 0, 0, 0, 0);
+        nameless.extend_from_slice(b"PK\x01\x02");
         assert!(!plausible_local_header(&nameless));
+        let mut control = local(b"a\0b", 0, 0, 0, 0);
+        control.extend_from_slice(b"PK\x01\x02");
+        assert!(!plausible_local_header(&control));
+        let mut method = local(b"a", 200, 0, 0, 0);
+        method.extend_from_slice(b"PK\x01\x02");
+        assert!(!plausible_local_header(&method));
+        let mut huge = local(b"a", 0, 0, 0x7FFF_0001, 0x7FFF_0001);
+        huge.extend_from_slice(b"PK\x01\x02");
+        assert!(!plausible_local_header(&huge));
     }
 
     #[test]
