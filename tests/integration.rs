@@ -10,4 +10,5 @@
 mod common;
 
 mod archives;
+mod safe_output;
 mod unpack_basics;

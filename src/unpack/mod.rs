@@ -9,6 +9,7 @@ pub mod codec;
 pub mod formats;
 pub mod limits;
 pub mod tree;
+pub mod write;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -184,6 +185,36 @@ pub fn unpack_with_progress(
     tree
 }
 
+impl Tree {
+    /// A tree of one container named `name` (its format `format`) holding `children`, exactly as
+    /// the engine would attach them, without analysing anything further. For tests of code that
+    /// reads trees (the safe writer) before the formats that produce such entries exist.
+    #[doc(hidden)]
+    pub fn from_children(name: &[u8], format: &'static str, children: &[Child]) -> Tree {
+        let budget = Budget::new(Limits::default());
+        let mut tree = Tree::default();
+        tree.nodes.push(Node {
+            path: name.to_vec(),
+            parent: None,
+            children: Vec::new(),
+            depth: 0,
+            kind: EntryKind::File,
+            data: Bytes::new(),
+            sha256: None,
+            mode: None,
+            origin: None,
+            meta: Meta::new(),
+            format: Some(format),
+            format_meta: Meta::new(),
+            gaps: Vec::new(),
+            error: None,
+            same_as: None,
+        });
+        add_children(&mut tree, 0, format, children, &budget, &mut Vec::new());
+        tree
+    }
+}
+
 fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
@@ -325,7 +356,7 @@ fn set_error(tree: &mut Tree, id: usize, e: UnpackError) {
 }
 
 /// Adds a container's entries under `parent`; files are queued for analysis.
-fn add_children(
+pub(crate) fn add_children(
     tree: &mut Tree,
     parent: usize,
     format: &'static str,

@@ -295,3 +295,22 @@ impl Tree {
             .find(|n| n.path.ends_with(suffix.as_bytes()))
     }
 }
+
+/// A name from untrusted data made safe for a terminal: control characters escaped (`\n`,
+/// `\u{0}` …) and bytes that are not UTF-8 shown as `\xNN`. JSON output keeps names exact instead.
+pub fn escape_name(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                s.extend(c.escape_default());
+            } else {
+                s.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    s
+}

@@ -7,6 +7,8 @@ pub mod archives;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod rawtar;
+
 /// The folder of real firmware samples: `$FWSIM_REALDATA`, else `../shared/realdata` beside the
 /// checkout. `None` (with the reason printed) when it is missing — except under `CI=true`, where a
 /// missing folder fails the test.
