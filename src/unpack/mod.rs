@@ -210,7 +210,14 @@ impl Tree {
             error: None,
             same_as: None,
         });
-        add_children(&mut tree, 0, format, children, &budget, &mut Vec::new());
+        add_children(
+            &mut tree,
+            0,
+            format,
+            children,
+            Some(&budget),
+            &mut Vec::new(),
+        );
         tree
     }
 }

@@ -945,7 +945,14 @@ mod tests {
     /// Attaches `children` under node `parent`, as a container format would.
     fn graft(tree: &mut Tree, parent: usize, children: &[Child]) {
         let budget = Budget::new(Limits::default());
-        crate::unpack::add_children(tree, parent, "test", children, &budget, &mut Vec::new());
+        crate::unpack::add_children(
+            tree,
+            parent,
+            "test",
+            children,
+            Some(&budget),
+            &mut Vec::new(),
+        );
     }
 
     fn id_of(tree: &Tree, path: &[u8]) -> usize {
