@@ -17,7 +17,9 @@ use super::UnpackError;
 use super::limits::{Budget, LimitError, Sink};
 use super::tree::Unpacked;
 
+pub mod cramfs;
 pub mod gzip;
+pub mod squashfs;
 pub mod uimage;
 
 /// A magic byte string and where it sits inside the structure it announces.
@@ -55,7 +57,12 @@ pub trait Format: Sync + Send {
 
 /// Every format fwsim knows, in priority order: when two formats match at the same offset the
 /// earlier one is tried first.
-pub static FORMATS: &[&dyn Format] = &[&uimage::UImage, &gzip::Gzip];
+pub static FORMATS: &[&dyn Format] = &[
+    &uimage::UImage,
+    &gzip::Gzip,
+    &squashfs::Squashfs,
+    &cramfs::Cramfs,
+];
 
 /// Looks a format up by name.
 pub fn by_name(name: &str) -> Option<&'static dyn Format> {
