@@ -9,4 +9,5 @@
 
 mod common;
 
+mod squashfs_cramfs;
 mod unpack_basics;

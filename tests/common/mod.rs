@@ -2,6 +2,8 @@
 //! and the fixture builders that assemble firmware images in code.
 #![allow(dead_code)]
 
+pub mod fs_images;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -457,7 +457,8 @@ impl Entry {
 }
 
 /// Builds a cramfs image (version 2, sorted directories, CRC set) of `entries`, whose parent
-/// directories must be listed before them. Files whose pages are all zero are stored as holes.
+/// directories must be listed before them. Pages of zeros are stored as holes (zero-length
+/// blocks, which readers accept without the `HOLES` flag).
 /// The project's own writer, used by tests and demos.
 pub fn build(entries: &[Entry], endian: Endian) -> Vec<u8> {
     // Children of each directory, by path ("" is the root), sorted by name.
@@ -598,11 +599,7 @@ pub fn build(entries: &[Entry], endian: Endian) -> Vec<u8> {
     let size = image.len() as u32;
     put(&mut image, 0, &word(MAGIC));
     put(&mut image, 4, &word(size));
-    put(
-        &mut image,
-        8,
-        &word(FLAG_FSID_VERSION_2 | FLAG_SORTED_DIRS | FLAG_HOLES),
-    );
+    put(&mut image, 8, &word(FLAG_FSID_VERSION_2 | FLAG_SORTED_DIRS));
     put(&mut image, 16, SIGNATURE);
     put(&mut image, 36, &word(0));
     put(&mut image, 40, &word(blocks));

@@ -290,7 +290,7 @@ fn variant_name(data: &[u8], endian: Endian, major: u16, minor: u16) -> String {
         "vendor lzma"
     } else {
         // Versions 1–3 have no compressor field: zlib unless the first block says otherwise.
-        let window = data.get(64..256).unwrap_or_default();
+        let window = data.get(56..512).unwrap_or_default();
         let zlib = window
             .windows(2)
             .any(|w| matches!(w, [0x78, b] if (0x7800 | u16::from(*b)) % 31 == 0));
