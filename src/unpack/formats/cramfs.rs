@@ -361,7 +361,7 @@ fn read_files(
                     child.data = Bytes::from(bytes);
                 }
             }
-            Some(Err(e @ UnpackError::Limit(_))) => return Err(e),
+            Some(Err(e)) if super::squashfs::is_global(&e) => return Err(e),
             Some(Err(e)) => child.error = Some(e),
             None => {}
         }

@@ -21,10 +21,10 @@ use bytes::Bytes;
 use rayon::prelude::*;
 
 use super::{Ctx, Format, Magic};
-use crate::unpack::UnpackError;
 use crate::unpack::bytes::{Endian, Reader};
 use crate::unpack::lzo;
 use crate::unpack::tree::{Child, EntryKind, Unpacked};
+use crate::unpack::{LimitError, UnpackError};
 
 /// SquashFS (all versions are recognised; version 4 is read).
 pub struct Squashfs;
@@ -41,8 +41,8 @@ const NOT_SET: u64 = u64::MAX;
 const LZMA_MEMLIMIT: u64 = 64 << 20;
 /// Files with more blocks than this have their blocks decompressed in parallel.
 const PARALLEL_BLOCKS: usize = 8;
-/// Flag: compressor options follow the superblock.
-const FLAG_COMPRESSOR_OPTIONS: u16 = 0x0400;
+/// Flag: an NFS export table is present.
+const FLAG_EXPORTABLE: u16 = 0x0080;
 
 const S_IFIFO: u32 = 0o010000;
 const S_IFCHR: u32 = 0o020000;
@@ -372,8 +372,6 @@ impl Format for Squashfs {
         let compressor = compressor_of(sb.compressor).ok_or_else(|| corrupt("compressor id"))?;
         let image = data.slice(..usize::try_from(sb.bytes_used).map_err(|_| corrupt("size"))?);
         let (kind, len_endian) = choose_kind(&image, &sb)?;
-        check_metadata_budget(&image, &sb, len_endian, ctx)?;
-
         // A first inode block that does not decode: vendor LZMA, or a damaged image.
         let first = first_metadata_block(&image, sb.inode_table, len_endian)?;
         if let (false, Some(block)) = first {
@@ -387,6 +385,8 @@ impl Format for Squashfs {
                 return Err(e);
             }
         }
+
+        check_metadata_budget(&image, &sb, compressor, len_endian, ctx)?;
 
         ctx.check()?;
         let fs =
@@ -428,24 +428,21 @@ fn choose_kind(image: &[u8], sb: &Super) -> Result<(Kind, Endian), UnpackError> 
     }
 }
 
-/// Bounds what backhand will decompress: every metadata block of the inode and directory tables
-/// expands to at most 8 KiB, and their sum must fit the blob's expansion allowance.
+/// Bounds what backhand will read before it reads it: the inode and directory tables must be
+/// chains of metadata blocks ending exactly where backhand stops (for the directory table, the
+/// first block of the fragment, export or id table, as backhand takes it), every lookup table must
+/// fit the image, and all of it, at 8 KiB per block, must fit the blob's expansion allowance.
+/// Then the inode table is decompressed and walked once so that no inode claims more block
+/// sizes than the table holds (backhand would allocate for the claim before reading it).
 fn check_metadata_budget(
     image: &[u8],
     sb: &Super,
+    compressor: Compressor,
     len_endian: Endian,
     ctx: &Ctx<'_>,
 ) -> Result<(), UnpackError> {
     let inode_blocks = count_metadata(image, sb.inode_table, sb.dir_table, len_endian)
-        .ok_or_else(|| corrupt("inode table"))?;
-    // The directory table ends where the next table starts; its exact end is backhand's concern,
-    // its size is bounded by the bytes up to the nearest table after it.
-    let dir_end = [sb.frag_table, sb.export_table, sb.id_table, sb.xattr_table]
-        .into_iter()
-        .filter(|&t| t != NOT_SET && t >= sb.dir_table)
-        .min()
-        .unwrap_or(sb.bytes_used);
-    let dir_blocks = dir_end.saturating_sub(sb.dir_table) / 3 + 1;
+        .ok_or_else(|| corrupt("inode table is not a chain of metadata blocks"))?;
     let max_inodes = inode_blocks.saturating_mul(METADATA_MAX as u64) / 20;
     if u64::from(sb.inode_count) > max_inodes {
         return Err(corrupt(format!(
@@ -453,25 +450,163 @@ fn check_metadata_budget(
             sb.inode_count
         )));
     }
-    // Each lookup-table block index holds one u64 per 8 KiB of entries.
-    let table_fits = |table: u64, entries: u64, size: u64| {
-        let index = entries.saturating_mul(size).div_ceil(METADATA_MAX as u64) * 8;
-        table.saturating_add(index) <= sb.bytes_used
+    let pointer_at = |table: u64| -> Result<u64, UnpackError> {
+        let mut r = Reader::with_endian(image, sb.endian);
+        r.seek(table, "squashfs table index")?;
+        r.u64("squashfs table index")
     };
-    if sb.frag_table != NOT_SET && !table_fits(sb.frag_table, u64::from(sb.frag_count), 16) {
-        return Err(corrupt("fragment table larger than the image"));
+    let per_block =
+        |entries: u64, size: u64| entries.saturating_mul(size).div_ceil(METADATA_MAX as u64);
+    let fragments = sb.frag_count != 0 && sb.frag_table != NOT_SET;
+    let exports = sb.flags & FLAG_EXPORTABLE != 0 && sb.export_table != NOT_SET;
+    let frag_blocks = if fragments {
+        per_block(u64::from(sb.frag_count), 16)
+    } else {
+        0
+    };
+    let export_blocks = if exports {
+        per_block(u64::from(sb.inode_count), 8)
+    } else {
+        0
+    };
+    let id_blocks = per_block(u64::from(sb.id_count), 4);
+    // Every table block is at least 3 bytes of the image.
+    if frag_blocks
+        .saturating_add(export_blocks)
+        .saturating_add(id_blocks)
+        .saturating_mul(3)
+        > sb.bytes_used
+    {
+        return Err(corrupt("lookup tables larger than the image"));
     }
-    if !table_fits(sb.id_table, u64::from(sb.id_count), 4) {
-        return Err(corrupt("id table larger than the image"));
-    }
+    let dir_end = if fragments {
+        pointer_at(sb.frag_table)?
+    } else if exports {
+        pointer_at(sb.export_table)?
+    } else {
+        pointer_at(sb.id_table)?
+    };
+    let dir_blocks = count_metadata(image, sb.dir_table, dir_end, len_endian)
+        .ok_or_else(|| corrupt("directory table is not a chain of metadata blocks"))?;
     let metadata = inode_blocks
         .saturating_add(dir_blocks)
+        .saturating_add(frag_blocks)
+        .saturating_add(export_blocks)
+        .saturating_add(id_blocks)
         .saturating_mul(METADATA_MAX as u64);
     let allowed = ctx.budget().max_expansion(sb.bytes_used);
-    if metadata > allowed.max(sb.bytes_used.saturating_mul(METADATA_MAX as u64 / 3)) {
-        return Err(corrupt("metadata tables larger than the image allows"));
+    if metadata > allowed {
+        return Err(UnpackError::Limit(LimitError::Ratio {
+            max: ctx.budget().limits().max_ratio,
+            input: sb.bytes_used,
+        }));
     }
-    let _ = sb.flags & FLAG_COMPRESSOR_OPTIONS;
+    let table = read_metadata(
+        image,
+        sb.inode_table,
+        sb.dir_table,
+        compressor,
+        len_endian,
+        ctx,
+    )?;
+    check_inodes(&table, sb)
+}
+
+/// Decompresses the chain of metadata blocks from `start` to `end` (already counted).
+fn read_metadata(
+    image: &[u8],
+    start: u64,
+    end: u64,
+    compressor: Compressor,
+    len_endian: Endian,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<u8>, UnpackError> {
+    let mut out = Vec::new();
+    let mut r = Reader::with_endian(image, len_endian);
+    r.seek(start, "squashfs metadata")?;
+    while (r.pos() as u64) < end {
+        ctx.check()?;
+        let raw = r.u16("squashfs metadata length")?;
+        let block = r.bytes(u64::from(raw & 0x7FFF), "squashfs metadata block")?;
+        if raw & 0x8000 != 0 {
+            out.extend_from_slice(block);
+        } else {
+            out.extend_from_slice(&decompress_block(compressor, block, METADATA_MAX)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Walks the decompressed inode table, checking that each inode's variable part (block sizes,
+/// symlink target, directory index) fits in the bytes that remain.
+fn check_inodes(table: &[u8], sb: &Super) -> Result<(), UnpackError> {
+    let mut r = Reader::with_endian(table, sb.endian);
+    let bs = u64::from(sb.block_size);
+    let blocks = |size: u64, frag: u32| {
+        if frag == NO_FRAGMENT {
+            size.div_ceil(bs)
+        } else {
+            size / bs
+        }
+    };
+    let what = "squashfs inode";
+    while r.remaining() > 0 {
+        let ty = r.u16(what)?;
+        r.skip(14, what)?;
+        let variable: u64 = match ty {
+            1 => {
+                r.skip(16, what)?;
+                0
+            }
+            2 => {
+                r.skip(4, what)?;
+                let frag = r.u32(what)?;
+                r.skip(4, what)?;
+                let size = u64::from(r.u32(what)?);
+                blocks(size, frag).saturating_mul(4)
+            }
+            3 | 10 => {
+                r.skip(4, what)?;
+                let target = u64::from(r.u32(what)?);
+                if ty == 10 {
+                    target.saturating_add(4)
+                } else {
+                    target
+                }
+            }
+            4 | 5 => 8,
+            6 | 7 => 4,
+            8 => {
+                r.skip(16, what)?;
+                let index_count = r.u16(what)?;
+                r.skip(6, what)?;
+                for _ in 0..index_count {
+                    r.skip(8, what)?;
+                    let name = u64::from(r.u32(what)?);
+                    r.skip(name.saturating_add(1), what)?;
+                }
+                0
+            }
+            9 => {
+                r.skip(8, what)?;
+                let size = r.u64(what)?;
+                r.skip(12, what)?;
+                let frag = r.u32(what)?;
+                r.skip(8, what)?;
+                blocks(size, frag).saturating_mul(4)
+            }
+            11 | 12 => 12,
+            13 | 14 => 8,
+            other => return Err(corrupt(format!("inode type {other}"))),
+        };
+        if variable > r.remaining() as u64 {
+            return Err(corrupt(format!(
+                "inode of type {ty} claims {variable} bytes, the inode table has {} left",
+                r.remaining()
+            )));
+        }
+        r.skip(variable, what)?;
+    }
     Ok(())
 }
 
@@ -625,6 +760,16 @@ fn list(
     Ok(out)
 }
 
+/// Whether `e` is a limit shared by the whole run rather than one file's.
+pub(crate) fn is_global(e: &UnpackError) -> bool {
+    matches!(
+        e,
+        UnpackError::Limit(
+            LimitError::Time { .. } | LimitError::OutputBytes { .. } | LimitError::Entries { .. }
+        )
+    )
+}
+
 fn with_error(mut child: Child, e: UnpackError) -> Child {
     child.error = Some(e);
     child
@@ -768,10 +913,13 @@ fn read_files(
         .par_iter()
         .map(|d| read_file(image, d, block_size, compressor, &frag_data, ctx))
         .collect();
-    // A limit that stops one file stops the image: the rest would hit it too.
+    // A shared limit (time, total output, entries) stops the image: the rest would hit it too.
+    // A file over its own limits (size, ratio) is an error on that file only.
     for c in &contents {
-        if let Err(e @ UnpackError::Limit(_)) = c {
-            return Err(e.clone());
+        if let Err(e) = c {
+            if is_global(e) {
+                return Err(e.clone());
+            }
         }
     }
 
