@@ -537,3 +537,28 @@ fn squashfs_claiming_more_than_the_ratio_allows_stops_at_the_limit() {
         "expected a limit error, got {err:?}"
     );
 }
+
+#[test]
+fn squashfs_inode_claiming_a_huge_file_is_refused_before_allocation() {
+    // Uncompressed inodes (`-noI`) let the test patch a file size in place.
+    let size = 150_001usize;
+    let items = vec![Item::File("f", 0o644, vec![7u8; size])];
+    let Some(mut img) = fs_images::mksquashfs(&items, "gzip", &["-noI"]) else {
+        return;
+    };
+    let inode_table = u64::from_le_bytes(img[64..72].try_into().unwrap()) as usize;
+    let dir_table = u64::from_le_bytes(img[72..80].try_into().unwrap()) as usize;
+    let needle = (size as u32).to_le_bytes();
+    let at = img[inode_table..dir_table]
+        .windows(4)
+        .position(|w| w == needle)
+        .expect("file size in the inode table")
+        + inode_table;
+    img[at..at + 4].copy_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+    let tree = unpack_bytes(img, "huge.sqfs");
+    let err = tree.root().unwrap().error.clone();
+    assert!(
+        matches!(&err, Some(UnpackError::Corrupt(m)) if m.contains("claims")),
+        "{err:?}"
+    );
+}
