@@ -373,8 +373,8 @@ impl Format for Squashfs {
         let image = data.slice(..usize::try_from(sb.bytes_used).map_err(|_| corrupt("size"))?);
         let (kind, len_endian) = choose_kind(&image, &sb)?;
         // A first inode block that does not decode: vendor LZMA, or a damaged image.
-        let first = first_metadata_block(&image, sb.inode_table, len_endian)?;
-        if let (false, Some(block)) = first {
+        let (stored, block) = first_metadata_block(&image, sb.inode_table, len_endian)?;
+        if !stored {
             if let Err(e) = decompress_block(compressor, block, METADATA_MAX) {
                 if compressor == Compressor::Lzma {
                     return Err(UnpackError::Unsupported(format!(
@@ -615,12 +615,12 @@ fn first_metadata_block(
     image: &[u8],
     pos: u64,
     len_endian: Endian,
-) -> Result<(bool, Option<&[u8]>), UnpackError> {
+) -> Result<(bool, &[u8]), UnpackError> {
     let mut r = Reader::with_endian(image, len_endian);
     r.seek(pos, "squashfs inode table")?;
     let raw = r.u16("squashfs metadata length")?;
     let block = r.bytes(u64::from(raw & 0x7FFF), "squashfs metadata block")?;
-    Ok((raw & 0x8000 != 0, Some(block)))
+    Ok((raw & 0x8000 != 0, block))
 }
 
 /// Where a regular file's data lies.
