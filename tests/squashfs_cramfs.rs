@@ -562,3 +562,21 @@ fn squashfs_inode_claiming_a_huge_file_is_refused_before_allocation() {
         "{err:?}"
     );
 }
+
+#[test]
+fn damaged_real_squashfs_and_cramfs_samples_never_panic() {
+    let mut names: Vec<&str> = SQUASHFS_V4
+        .iter()
+        .copied()
+        .filter(|p| p.contains("fact_extractor"))
+        .collect();
+    names.push("ReFirmLabs__binwalk/tests/inputs/squashfs.bin");
+    names.push("ReFirmLabs__binwalk/tests/inputs/cramfs.bin");
+    names.push(
+        "fkie-cad__fact_extractor/fact_extractor/plugins/unpacking/sevenz/test/data/cramfs.img",
+    );
+    for rel in names {
+        let Some(p) = sample(rel) else { return };
+        damage(&std::fs::read(p).unwrap(), "real.img");
+    }
+}
