@@ -4,6 +4,11 @@
 //!
 //! Run: `cargo bench --bench squashfs` (`FWSIM_BENCH_MIB` sets the rootfs size, default 48;
 //! `FWSIM_BENCH_RUNS` the runs per tool, default 5). Needs squashfs-tools; tmpfs at /dev/shm.
+//! The whole binary against unsquashfs on any image, with hyperfine:
+//! `hyperfine -w1 -r3 -p 'rm -rf /dev/shm/x' 'unsquashfs -q -no-progress -d /dev/shm/x IMG'
+//! 'target/release/fwsim unpack --quiet IMG'`. On a shared, loaded machine a tool with more
+//! threads (unsquashfs runs reader, inflater and writer threads) gets more of the CPU: compare
+//! user times too.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
