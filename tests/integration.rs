@@ -11,4 +11,5 @@ mod common;
 
 mod archives;
 mod safe_output;
+mod squashfs_cramfs;
 mod unpack_basics;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod archives;
+pub mod fs_images;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

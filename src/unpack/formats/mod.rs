@@ -18,7 +18,9 @@ use super::limits::{Budget, LimitError, Sink};
 use super::tree::Unpacked;
 
 pub mod cpio;
+pub mod cramfs;
 pub mod gzip;
+pub mod squashfs;
 pub mod tar;
 pub mod uimage;
 pub mod zip;
@@ -65,6 +67,8 @@ pub static FORMATS: &[&dyn Format] = &[
     &zip::Dahua,
     &tar::Tar,
     &cpio::Cpio,
+    &squashfs::Squashfs,
+    &cramfs::Cramfs,
 ];
 
 /// Looks a format up by name.
