@@ -9,4 +9,5 @@
 
 mod common;
 
+mod synth_demo;
 mod unpack_basics;
