@@ -81,13 +81,13 @@ pub fn run(args: &DemoArgs, _quiet: bool) -> anyhow::Result<()> {
     let kinds = count_kinds(&tree, 0, true);
     writeln!(
         out,
-        "unpacked  in {:.2} s: {} entries ({} files, {} dirs, {} symlinks), {} errors",
+        "unpacked  in {:.2} s: {} entries ({}, {}, {}), {}",
         took.as_secs_f64(),
         tree.nodes().len(),
-        kinds.files,
-        kinds.dirs,
-        kinds.symlinks,
-        tree.errors().count()
+        plural(kinds.files, "file"),
+        plural(kinds.dirs, "dir"),
+        plural(kinds.symlinks, "symlink"),
+        plural(tree.errors().count(), "error")
     )?;
     write_summary(&tree, &mut out)?;
     if args.keep.is_some() {
@@ -175,7 +175,7 @@ fn write_summary(tree: &Tree, out: &mut impl Write) -> anyhow::Result<()> {
             }
             Some(f) => {
                 let k = count_kinds(tree, c, false);
-                line.push_str(&format!("{f}: {} files", k.files));
+                line.push_str(&format!("{f}: {}", plural(k.files, "file")));
             }
             None => line.push_str("file"),
         }
@@ -222,28 +222,46 @@ fn write_summary(tree: &Tree, out: &mut impl Write) -> anyhow::Result<()> {
 }
 
 /// `→ squashfs (xz): 60 files, 12 dirs, 40 symlinks` for a uImage payload (its own entries, not
-/// what was found inside them).
+/// what was found inside them); `→ carved: gzip at 0x4000` when structures were found inside it.
 fn describe_payload(tree: &Tree, id: usize, payload: &unpack::Node) -> String {
     let k = count_kinds(tree, id, false);
-    let what = match payload.format {
-        Some("carve") => "carved".to_owned(),
+    match payload.format {
+        Some("carve") => {
+            let regions: Vec<String> = payload
+                .children
+                .iter()
+                .filter_map(|&c| tree.get(c))
+                .filter_map(|n| {
+                    let off = n.origin.as_ref().and_then(|o| o.offset)?;
+                    Some(format!("{} at {off:#x}", n.format.unwrap_or("?")))
+                })
+                .collect();
+            format!(" → carved: {}", regions.join(", "))
+        }
         Some(f) => {
             let comp = ["compressor", "compression"]
                 .iter()
                 .find_map(|key| payload.format_meta.get(*key).and_then(|v| v.as_str()));
-            match comp {
+            let what = match comp {
                 Some(c) => format!("{f} ({c})"),
                 None => f.to_owned(),
-            }
+            };
+            format!(
+                " → {what}: {}, {}, {}",
+                plural(k.files, "file"),
+                plural(k.dirs, "dir"),
+                plural(k.symlinks, "symlink")
+            )
         }
-        None => "raw".to_owned(),
-    };
-    if k.files + k.dirs + k.symlinks + k.other == 0 {
-        format!(" → {what}")
+        None => " → raw".to_owned(),
+    }
+}
+
+/// `1 file`, `2 files`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("{n} {what}")
     } else {
-        format!(
-            " → {what}: {} files, {} dirs, {} symlinks",
-            k.files, k.dirs, k.symlinks
-        )
+        format!("{n} {what}s")
     }
 }
