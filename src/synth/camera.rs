@@ -46,6 +46,9 @@ pub struct Options {
     pub web_compression: Compression,
     /// Extra files for the user partition (path inside it, bytes), e.g. real binaries.
     pub extra_user_files: Vec<(String, Vec<u8>)>,
+    /// Mark squashfs partitions' uImage headers "gzip" although their payload is stored as is,
+    /// as Dahua's real packages do ("Standalone Program (gzip)" around a raw squashfs).
+    pub dahua_gzip_quirk: bool,
 }
 
 impl Options {
@@ -57,6 +60,7 @@ impl Options {
             rootfs_compression: Compression::Xz,
             web_compression: Compression::Gzip,
             extra_user_files: Vec::new(),
+            dahua_gzip_quirk: false,
         }
     }
 
@@ -114,8 +118,21 @@ pub struct Partition {
 
 impl Partition {
     fn new(file: &str, name: &str, target: &str, image_type: u8, payload: Payload) -> Self {
-        // U-Boot codes: OS linux (5), arch arm (2), compression none (0).
-        let uimage = uimage::build(name, 5, 2, image_type, 0, payload.bytes());
+        Self::with_compression(file, name, target, image_type, 0, payload)
+    }
+
+    /// A partition whose uImage header states `compression` (U-Boot `IH_COMP_*`) for `payload`,
+    /// which is written as given.
+    fn with_compression(
+        file: &str,
+        name: &str,
+        target: &str,
+        image_type: u8,
+        compression: u8,
+        payload: Payload,
+    ) -> Self {
+        // U-Boot codes: OS linux (5), arch arm (2).
+        let uimage = uimage::build(name, 5, 2, image_type, compression, payload.bytes());
         Self {
             file_name: file.into(),
             uimage_name: name.into(),
@@ -234,6 +251,11 @@ impl Firmware {
             format!("{}-AS", b.product),
             "IPC-HDW4431C".to_owned(),
         ];
+        // Squashfs partitions: type standalone (1), compression none or, with the quirk, "gzip".
+        let quirk = u8::from(opts.dahua_gzip_quirk);
+        let fs_part = |file: &str, name: &str, target: &str, payload: Payload| {
+            Partition::with_compression(file, name, target, 1, quirk, payload)
+        };
         let mut partitions = vec![
             Partition::new(
                 "dhboot.bin.img",
@@ -243,39 +265,34 @@ impl Firmware {
                 Payload::Raw(boot),
             ),
             Partition::new("kernel.img", "kernel", "kernel", 2, Payload::Raw(kernel)),
-            Partition::new(
+            fs_part(
                 "romfs-x.squashfs.img",
                 "romfs",
                 "rootfs",
-                1,
                 sq(romfs, opts.rootfs_compression)?,
             ),
-            Partition::new(
+            fs_part(
                 "user-x.squashfs.img",
                 "user",
                 "user",
-                1,
                 sq(user, opts.rootfs_compression)?,
             ),
-            Partition::new(
+            fs_part(
                 "web-x.squashfs.img",
                 "web",
                 "web",
-                1,
                 sq(web, opts.web_compression)?,
             ),
-            Partition::new(
+            fs_part(
                 "pd-x.squashfs.img",
                 "pd",
                 "pd",
-                1,
                 sq(pd, opts.rootfs_compression)?,
             ),
-            Partition::new(
+            fs_part(
                 "custom-x.squashfs.img",
                 "custom",
                 "custom",
-                1,
                 sq(custom, opts.web_compression)?,
             ),
         ];
@@ -619,6 +636,22 @@ mod tests {
             "{install}"
         );
         assert!(!install.contains("check"), "check.img is not burnt");
+    }
+
+    #[test]
+    fn the_dahua_quirk_marks_raw_squashfs_as_gzip() {
+        let opts = Options {
+            dahua_gzip_quirk: true,
+            ..Options::tiny()
+        };
+        let fw = Firmware::camera(&opts).unwrap();
+        let romfs = fw.partition("romfs-x.squashfs.img").unwrap();
+        let h = crate::unpack::formats::uimage::Header::parse(&romfs.uimage).unwrap();
+        assert_eq!((h.image_type, h.compression), (1, 1), "standalone, gzip");
+        assert_eq!(&romfs.uimage[64..68], b"hsqs", "payload stored as is");
+        let kernel = fw.partition("kernel.img").unwrap();
+        let h = crate::unpack::formats::uimage::Header::parse(&kernel.uimage).unwrap();
+        assert_eq!(h.compression, 0, "the kernel is not affected");
     }
 
     #[test]
