@@ -2,6 +2,8 @@
 //! and five squashfs partitions (romfs, user, web, pd, custom), each wrapped in a uImage, packed
 //! as a Dahua `.bin`, a raw flash dump or a tar.gz update.
 
+use rayon::prelude::*;
+
 use super::SynthError;
 use super::content::{self, ElfKind, Rng, Rootfs, arm_elf};
 use super::squashfs::{self, Compression};
@@ -238,24 +240,59 @@ impl Firmware {
                 0o644,
             );
 
-        let sq = |rootfs: Rootfs, compression: Compression| -> Result<Payload, SynthError> {
-            let image = squashfs::build(&rootfs, compression, 0x2_0000)?;
-            Ok(Payload::Squashfs {
-                rootfs,
-                compression,
-                image,
-            })
-        };
         let hwids = vec![
             b.product.clone(),
             format!("{}-AS", b.product),
             "IPC-HDW4431C".to_owned(),
         ];
-        // Squashfs partitions: type standalone (1), compression none or, with the quirk, "gzip".
+        // Squashfs partitions (file, uImage name, burn target, files, compressor), compressed in
+        // parallel: type standalone (1), compression none or, with the quirk, "gzip".
+        let filesystems = vec![
+            (
+                "romfs-x.squashfs.img",
+                "romfs",
+                "rootfs",
+                romfs,
+                opts.rootfs_compression,
+            ),
+            (
+                "user-x.squashfs.img",
+                "user",
+                "user",
+                user,
+                opts.rootfs_compression,
+            ),
+            (
+                "web-x.squashfs.img",
+                "web",
+                "web",
+                web,
+                opts.web_compression,
+            ),
+            ("pd-x.squashfs.img", "pd", "pd", pd, opts.rootfs_compression),
+            (
+                "custom-x.squashfs.img",
+                "custom",
+                "custom",
+                custom,
+                opts.web_compression,
+            ),
+        ];
         let quirk = u8::from(opts.dahua_gzip_quirk);
-        let fs_part = |file: &str, name: &str, target: &str, payload: Payload| {
-            Partition::with_compression(file, name, target, 1, quirk, payload)
-        };
+        let squashfs_parts = filesystems
+            .into_par_iter()
+            .map(|(file, name, target, rootfs, compression)| {
+                let image = squashfs::build(&rootfs, compression, 0x2_0000)?;
+                let payload = Payload::Squashfs {
+                    rootfs,
+                    compression,
+                    image,
+                };
+                Ok(Partition::with_compression(
+                    file, name, target, 1, quirk, payload,
+                ))
+            })
+            .collect::<Result<Vec<_>, SynthError>>()?;
         let mut partitions = vec![
             Partition::new(
                 "dhboot.bin.img",
@@ -265,37 +302,8 @@ impl Firmware {
                 Payload::Raw(boot),
             ),
             Partition::new("kernel.img", "kernel", "kernel", 2, Payload::Raw(kernel)),
-            fs_part(
-                "romfs-x.squashfs.img",
-                "romfs",
-                "rootfs",
-                sq(romfs, opts.rootfs_compression)?,
-            ),
-            fs_part(
-                "user-x.squashfs.img",
-                "user",
-                "user",
-                sq(user, opts.rootfs_compression)?,
-            ),
-            fs_part(
-                "web-x.squashfs.img",
-                "web",
-                "web",
-                sq(web, opts.web_compression)?,
-            ),
-            fs_part(
-                "pd-x.squashfs.img",
-                "pd",
-                "pd",
-                sq(pd, opts.rootfs_compression)?,
-            ),
-            fs_part(
-                "custom-x.squashfs.img",
-                "custom",
-                "custom",
-                sq(custom, opts.web_compression)?,
-            ),
         ];
+        partitions.extend(squashfs_parts);
         let check = format!(
             "{{\n   \"DefaultLanguage\" : \"English\",\n   \"hwid\" : [\n{}\n   ]\n}}\n",
             hwids
