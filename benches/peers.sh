@@ -27,13 +27,14 @@ for t in hyperfine unblob /usr/bin/time python3; do
 done
 
 cargo build --release --quiet --bin fwsim --example synth_image
-FWSIM=$PWD/target/release/fwsim
+TARGET=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
+FWSIM=$TARGET/release/fwsim
 mkdir -p "$WORK"
 elf_dirs=()
 for d in /usr/bin /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu; do
     [ -d "$d" ] && elf_dirs+=(--host-elfs "$d")
 done
-target/release/examples/synth_image "$WORK" --size-percent "$SIZE_PERCENT" \
+"$TARGET/release/examples/synth_image" "$WORK" --size-percent "$SIZE_PERCENT" \
     --host-elf-mib "$HOST_ELF_MIB" "${elf_dirs[@]}"
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB"
