@@ -1,6 +1,7 @@
-//! Writes benchmark images with fwsim's own writers: a Dahua-style update (`camera.bin`), a raw
-//! flash dump (`flash.bin`) and a tar.gz update (`update.tgz`) of the same camera firmware, plus
-//! `partitions.tsv` (where each partition sits in the flash dump). Used by `benches/peers.sh`.
+//! Writes benchmark images with fwsim's own writers: a Dahua-style update (`camera.bin`), the same
+//! members as a plain ZIP (`camera.zip`), a raw flash dump (`flash.bin`) and a tar.gz update
+//! (`update.tgz`) of one camera firmware, plus `partitions.tsv` (where each partition sits in the
+//! flash dump). Used by `benches/peers.sh`.
 //!
 //! `cargo run --release --example synth_image -- OUT_DIR [--size-percent N]
 //! [--host-elfs DIR]... [--host-elf-mib N]`
@@ -48,6 +49,10 @@ fn main() -> anyhow::Result<()> {
         .sum();
     let bin = fw.dahua_bin()?;
     std::fs::write(out.join("camera.bin"), &bin)?;
+    std::fs::write(
+        out.join("camera.zip"),
+        fwsim::synth::dahua::zip_archive(&fw.dahua_members())?,
+    )?;
     let (flash, placed) = fw.flash_dump()?;
     std::fs::write(out.join("flash.bin"), &flash)?;
     let tgz = fw.tar_gz()?;

@@ -416,8 +416,47 @@ impl Firmware {
             0o644,
         )
         .symlink("etc/resolv.conf", "/var/resolv.conf")
+        .symlink("etc/localtime", "/usr/share/zoneinfo/Asia/Shanghai")
         .symlink("etc/mtab", "/proc/mounts");
+        Self::romfs_data(&mut r);
         r
+    }
+
+    /// Init scripts and time-zone files: the many small files of a real root filesystem.
+    fn romfs_data(r: &mut Rootfs) {
+        let mut rng = Rng::named("romfs-data");
+        for (i, svc) in [
+            "sysctl", "mdev", "syslog", "watchdog", "network", "ntp", "rtsp", "onvif", "upnp",
+            "telnet", "sd", "cron", "upgrade", "led",
+        ]
+        .iter()
+        .enumerate()
+        {
+            r.file(
+                &format!("etc/init.d/S{:02}{svc}", 10 + 5 * i),
+                format!(
+                    "#!/bin/sh\n# {svc}\ncase \"$1\" in\nstart) echo \"Starting {svc}\"; /usr/sbin/{svc}d & ;;\nstop) killall {svc}d ;;\nesac\n"
+                ),
+                0o755,
+            );
+        }
+        for region in ["Africa", "America", "Asia", "Europe", "Pacific"] {
+            for city in 0..24 {
+                // TZif2 header and transition data.
+                let mut tz = b"TZif2\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0".to_vec();
+                tz.extend((0..200 + rng.below(1800)).map(|_| (rng.next_u64() % 16) as u8));
+                r.file(
+                    &format!("usr/share/zoneinfo/{region}/City{city:02}"),
+                    tz,
+                    0o644,
+                );
+            }
+        }
+        r.file(
+            "usr/share/zoneinfo/Asia/Shanghai",
+            b"TZif2\0CST-8\n".to_vec(),
+            0o644,
+        );
     }
 
     fn user(opts: &Options, kib: &dyn Fn(usize) -> usize, build: &str, copyright: &str) -> Rootfs {
@@ -508,6 +547,25 @@ impl Firmware {
         for (m, s) in modules.iter().zip(&scripts) {
             r.file(s, content::javascript(&mut rng, m, kib(40)), 0o644);
         }
+        // Real web partitions hold a few hundred small files: a page, a script and icons per
+        // settings screen.
+        for m in modules {
+            for page in 0..10 {
+                let name = format!("{m}{page}");
+                let script = format!("js/{m}/{name}.js");
+                r.file(&script, content::javascript(&mut rng, &name, kib(6)), 0o644);
+                r.file(
+                    &format!("html/{m}/{name}.html"),
+                    content::html_page(&name, &b.vendor, std::slice::from_ref(&script)),
+                    0o644,
+                );
+                r.file(
+                    &format!("images/{m}/{name}.png"),
+                    content::png(&mut rng, 16, 16),
+                    0o644,
+                );
+            }
+        }
         r.file(
             "css/main.css",
             "body { font-family: Arial, sans-serif; margin: 0; }\n#login { width: 320px; margin: 120px auto; }\n.footer { color: #888; text-align: center; }\n",
@@ -525,7 +583,21 @@ impl Firmware {
             content::png(&mut rng, 320, u32::try_from(kib(300) / 160).unwrap_or(100)),
             0o644,
         );
-        for lang in ["English", "SimpChinese"] {
+        for lang in [
+            "English",
+            "SimpChinese",
+            "TradChinese",
+            "French",
+            "German",
+            "Italian",
+            "Japanese",
+            "Korean",
+            "Polish",
+            "Portuguese",
+            "Russian",
+            "Spanish",
+            "Turkish",
+        ] {
             let mut t = String::new();
             for (i, m) in modules.iter().enumerate() {
                 t.push_str(&format!("{m}.title={lang} {m} {i}\n"));
