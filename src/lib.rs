@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod input;
+pub mod synth;
 pub mod unpack;
 
 pub use error::{Error, Result};

@@ -12,4 +12,5 @@ mod common;
 mod archives;
 mod safe_output;
 mod squashfs_cramfs;
+mod synth_demo;
 mod unpack_basics;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod demo;
 mod unpack;
 
 /// fwsim — is this firmware the same software as one we know?
@@ -24,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// List (or safely write) every file inside an image, recursively.
     Unpack(unpack::UnpackArgs),
+    /// Build a sample Dahua-style camera update with fwsim's own writers and unpack it.
+    Demo(demo::DemoArgs),
 }
 
 /// Resource limits, shared by every command that unpacks.
@@ -136,6 +139,7 @@ pub fn main() -> ExitCode {
     };
     let outcome = match &cli.command {
         Command::Unpack(args) => unpack::run(args, cli.quiet),
+        Command::Demo(args) => demo::run(args, cli.quiet),
     };
     match outcome {
         Ok(()) => ExitCode::from(Exit::Ok as u8),
