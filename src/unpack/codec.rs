@@ -29,6 +29,8 @@ pub enum Codec {
     Zstd,
     /// LZ4 frame format.
     Lz4,
+    /// An lzop file of LZO1X blocks (what U-Boot calls "lzo").
+    Lzo,
 }
 
 impl Codec {
@@ -43,6 +45,7 @@ impl Codec {
             Codec::Xz => "xz",
             Codec::Zstd => "zstd",
             Codec::Lz4 => "lz4",
+            Codec::Lzo => "lzo",
         }
     }
 }
@@ -105,7 +108,8 @@ pub fn decode(codec: Codec, input: &[u8], ctx: &Ctx<'_>) -> Result<Decoded, Unpa
         }
         Codec::Zstd => {
             let mut d = zstd::stream::read::Decoder::with_buffer(input)
-                .map_err(|e| UnpackError::from_io(&e, what))?;
+                .map_err(|e| UnpackError::from_io(&e, what))?
+                .single_frame();
             let data = pump(&mut d, input.len(), ctx, what)?;
             let rest = d.finish().len();
             finish(data, input.len(), rest)
@@ -118,7 +122,42 @@ pub fn decode(codec: Codec, input: &[u8], ctx: &Ctx<'_>) -> Result<Decoded, Unpa
             let rest = cursor.len();
             finish(data, input.len(), rest)
         }
+        Codec::Lzo => super::formats::lzop::decode(input, ctx).map(|(d, _)| d),
     }
+}
+
+/// Decodes consecutive streams the way `bzip2 -dc`, `xz -dc` or `zstd -dc` do: after each stream,
+/// another follows while `starts_stream` accepts the bytes after it. A later stream that fails
+/// ends the run there (carving then reports it on its own); the first must succeed.
+pub fn decode_concatenated(
+    codec: Codec,
+    input: &[u8],
+    ctx: &Ctx<'_>,
+    starts_stream: fn(&[u8]) -> bool,
+) -> Result<Decoded, UnpackError> {
+    let first = decode(codec, input, ctx)?;
+    let mut data = first.data;
+    let mut consumed = first.consumed;
+    loop {
+        ctx.check()?;
+        let Some(rest) = usize::try_from(consumed).ok().and_then(|c| input.get(c..)) else {
+            break;
+        };
+        if consumed == 0 || !starts_stream(rest) {
+            break;
+        }
+        let next = match decode(codec, rest, ctx) {
+            Ok(d) if d.consumed > 0 => d,
+            Ok(_) => break,
+            Err(e @ UnpackError::Limit(_)) => return Err(e),
+            Err(_) => break,
+        };
+        let total = (data.len() as u64).saturating_add(next.data.len() as u64);
+        ctx.claimed_size(total)?;
+        data.extend_from_slice(&next.data);
+        consumed = consumed.saturating_add(next.consumed);
+    }
+    Ok(Decoded { data, consumed })
 }
 
 fn finish(data: Vec<u8>, total: usize, rest: usize) -> Result<Decoded, UnpackError> {

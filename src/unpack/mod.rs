@@ -8,6 +8,7 @@ pub mod carve;
 pub mod codec;
 pub mod formats;
 pub mod limits;
+pub mod lzo;
 pub mod tree;
 
 use std::collections::HashMap;

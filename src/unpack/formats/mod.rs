@@ -17,8 +17,15 @@ use super::UnpackError;
 use super::limits::{Budget, LimitError, Sink};
 use super::tree::Unpacked;
 
+pub mod bzip2;
 pub mod gzip;
+pub mod lz4;
+pub mod lzma;
+pub mod lzop;
 pub mod uimage;
+pub mod xz;
+pub mod zlib;
+pub mod zstd;
 
 /// A magic byte string and where it sits inside the structure it announces.
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +62,17 @@ pub trait Format: Sync + Send {
 
 /// Every format fwsim knows, in priority order: when two formats match at the same offset the
 /// earlier one is tried first.
-pub static FORMATS: &[&dyn Format] = &[&uimage::UImage, &gzip::Gzip];
+pub static FORMATS: &[&dyn Format] = &[
+    &uimage::UImage,
+    &gzip::Gzip,
+    &lzop::Lzop,
+    &xz::Xz,
+    &bzip2::Bzip2,
+    &zstd::Zstd,
+    &lz4::Lz4,
+    &lzma::Lzma,
+    &zlib::Zlib,
+];
 
 /// Looks a format up by name.
 pub fn by_name(name: &str) -> Option<&'static dyn Format> {

@@ -1,0 +1,92 @@
+//! zlib streams (RFC 1950): a two-byte header (CM 8, a window of 32 KiB, no preset dictionary,
+//! header check) and deflate data with an Adler-32 trailer. Two bytes are a weak magic and carving
+//! runs on every blob, so `detect` also inflates a little and refuses any stream that errors.
+
+use bytes::Bytes;
+use flate2::{Decompress, FlushDecompress, Status};
+
+use super::{Ctx, Format, Magic};
+use crate::unpack::UnpackError;
+use crate::unpack::codec::{self, Codec};
+use crate::unpack::tree::{Child, Unpacked};
+
+/// zlib.
+pub struct Zlib;
+
+/// Input a trial inflate may read in `detect`.
+const TRIAL_INPUT: usize = 8 << 10;
+/// Output after which a trial inflate stops, satisfied.
+const TRIAL_OUTPUT: u64 = 256 << 10;
+
+/// Whether the two header bytes are a zlib header fwsim accepts: deflate, 32 KiB window (what
+/// zlib, miniz and every firmware tool write), no preset dictionary, header check valid.
+pub fn header_ok(data: &[u8]) -> bool {
+    match data.get(..2) {
+        Some(&[cmf, flg]) => {
+            cmf == 0x78 && flg & 0x20 == 0 && (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0
+        }
+        _ => false,
+    }
+}
+
+/// Inflates the start of `data` and says whether it looks like a real stream: it ends properly
+/// (Adler-32 checked) or runs on without error for the whole trial.
+fn trial_inflate(data: &[u8]) -> bool {
+    let input = data.get(..TRIAL_INPUT.min(data.len())).unwrap_or_default();
+    let mut d = Decompress::new(true);
+    let mut out = vec![0u8; 32 << 10];
+    loop {
+        let consumed = usize::try_from(d.total_in()).unwrap_or(usize::MAX);
+        let Some(rest) = input.get(consumed..) else {
+            return false;
+        };
+        let before = (d.total_in(), d.total_out());
+        match d.decompress(rest, &mut out, FlushDecompress::None) {
+            Ok(Status::StreamEnd) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        if d.total_out() >= TRIAL_OUTPUT {
+            return true;
+        }
+        if (d.total_in(), d.total_out()) == before {
+            // Out of trial input with no error: plausible, unless the input simply ended.
+            return input.len() == TRIAL_INPUT;
+        }
+    }
+}
+
+impl Format for Zlib {
+    fn name(&self) -> &'static str {
+        "zlib"
+    }
+
+    fn magics(&self) -> &'static [Magic] {
+        const MAGICS: &[Magic] = &[
+            Magic::at0(&[0x78, 0x01]),
+            Magic::at0(&[0x78, 0x5E]),
+            Magic::at0(&[0x78, 0x9C]),
+            Magic::at0(&[0x78, 0xDA]),
+        ];
+        MAGICS
+    }
+
+    fn detect(&self, data: &[u8]) -> bool {
+        header_ok(data) && trial_inflate(data)
+    }
+
+    fn unpack(&self, data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
+        let decoded = codec::decode(Codec::Zlib, data, ctx)?;
+        ctx.entries(1)?;
+        let level = match data.get(1).map(|f| f >> 6) {
+            Some(0) => "fastest",
+            Some(1) => "fast",
+            Some(2) => "default",
+            _ => "maximum",
+        };
+        let mut out = Unpacked::new(decoded.consumed).meta("level", level);
+        out.children
+            .push(Child::file(Vec::new(), Bytes::from(decoded.data)));
+        Ok(out)
+    }
+}
