@@ -44,7 +44,7 @@ pub fn header(data: &[u8]) -> Option<Header> {
     }
     // A power of two, or 2^n + 2^(n-1), as every LZMA encoder writes (xz insists on it too).
     let d = dict_size;
-    let two_bits = (d & (d - 1)).is_power_of_two() && (d >> 1) & d != 0;
+    let two_bits = (d & d.wrapping_sub(1)).is_power_of_two() && (d >> 1) & d != 0;
     if d < 4096 || !(d.is_power_of_two() || two_bits) {
         return None;
     }
