@@ -9,4 +9,5 @@
 
 mod common;
 
+mod compression;
 mod unpack_basics;

@@ -2,6 +2,8 @@
 //! and the fixture builders that assemble firmware images in code.
 #![allow(dead_code)]
 
+pub mod streams;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -104,7 +104,8 @@ impl Format for Lz4 {
     }
 
     fn detect(&self, data: &[u8]) -> bool {
-        frame_extent(data).is_ok()
+        // A walk that runs out of data is a truncated stream, worth reporting as one.
+        matches!(frame_extent(data), Ok(_) | Err(UnpackError::Truncated(_)))
     }
 
     fn unpack(&self, data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {

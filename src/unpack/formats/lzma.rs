@@ -17,6 +17,8 @@ const HEADER_LEN: usize = 13;
 /// Sizes above this (256 GiB) are not real `.lzma` files (xz applies the same bound).
 const MAX_KNOWN_SIZE: u64 = 1 << 38;
 const TRIAL_INPUT: usize = 16 << 10;
+/// Input a trial decode must have read without error when the data ends before the stream.
+const TRIAL_MIN_INPUT: usize = 64;
 const TRIAL_OUTPUT: u64 = 256 << 10;
 /// Dictionary memory a trial decode may ask for.
 const TRIAL_MEMLIMIT: u64 = 128 << 20;
@@ -88,7 +90,9 @@ fn trial_decode(data: &[u8], h: &Header) -> bool {
             return true;
         }
         if (s.total_in(), s.total_out()) == before {
-            return input.len() == TRIAL_INPUT;
+            // Out of input with no error: plausible when enough was read to judge (random data
+            // fails within a few dozen bytes), so a stream cut short is still reported.
+            return input.len() >= HEADER_LEN + TRIAL_MIN_INPUT;
         }
     }
 }

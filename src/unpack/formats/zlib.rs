@@ -15,6 +15,8 @@ pub struct Zlib;
 
 /// Input a trial inflate may read in `detect`.
 const TRIAL_INPUT: usize = 8 << 10;
+/// Input a trial inflate must have read without error when the data ends before the stream.
+const TRIAL_MIN_INPUT: usize = 64;
 /// Output after which a trial inflate stops, satisfied.
 const TRIAL_OUTPUT: u64 = 256 << 10;
 
@@ -50,8 +52,9 @@ fn trial_inflate(data: &[u8]) -> bool {
             return true;
         }
         if (d.total_in(), d.total_out()) == before {
-            // Out of trial input with no error: plausible, unless the input simply ended.
-            return input.len() == TRIAL_INPUT;
+            // Out of input with no error: plausible when enough was read to judge (random data
+            // fails within a few dozen bytes), so a stream cut short is still reported.
+            return input.len() >= TRIAL_MIN_INPUT;
         }
     }
 }
