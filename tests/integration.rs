@@ -10,4 +10,5 @@
 mod common;
 
 mod compression;
+mod hostile;
 mod unpack_basics;

@@ -68,59 +68,59 @@ pub fn decode(codec: Codec, input: &[u8], ctx: &Ctx<'_>) -> Result<Decoded, Unpa
     match codec {
         Codec::Gzip => {
             let mut d = flate2::bufread::GzDecoder::new(input);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Zlib => {
             let mut d = flate2::bufread::ZlibDecoder::new(input);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Deflate => {
             let mut d = flate2::bufread::DeflateDecoder::new(input);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Bzip2 => {
             let mut d = bzip2::bufread::BzDecoder::new(input);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Xz => {
             let stream = liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0)
                 .map_err(|e| UnpackError::Corrupt(format!("xz: {e}")))?;
             let mut d = liblzma::bufread::XzDecoder::new_stream(input, stream);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Lzma => {
             let stream = liblzma::stream::Stream::new_lzma_decoder(LZMA_MEMLIMIT)
                 .map_err(|e| UnpackError::Corrupt(format!("lzma: {e}")))?;
             let mut d = liblzma::bufread::XzDecoder::new_stream(input, stream);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Zstd => {
             let mut d = zstd::stream::read::Decoder::with_buffer(input)
                 .map_err(|e| UnpackError::from_io(&e, what))?
                 .single_frame();
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.finish().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Lz4 => {
             let mut cursor = input;
             let mut d = lz4_flex::frame::FrameDecoder::new(&mut cursor);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             drop(d);
             let rest = cursor.len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Lzo => super::formats::lzop::decode(input, ctx).map(|(d, _)| d),
     }
@@ -160,10 +160,19 @@ pub fn decode_concatenated(
     Ok(Decoded { data, consumed })
 }
 
-fn finish(data: Vec<u8>, total: usize, rest: usize) -> Result<Decoded, UnpackError> {
+/// The decoded stream and its extent; the input read is charged to the blob either way, so the
+/// engine can bound what failing candidates cost.
+fn finish(
+    data: Result<Vec<u8>, UnpackError>,
+    total: usize,
+    rest: usize,
+    ctx: &Ctx<'_>,
+) -> Result<Decoded, UnpackError> {
+    let consumed = total.saturating_sub(rest) as u64;
+    ctx.charge_read(consumed);
     Ok(Decoded {
-        data,
-        consumed: total.saturating_sub(rest) as u64,
+        data: data?,
+        consumed,
     })
 }
 

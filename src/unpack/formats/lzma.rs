@@ -16,10 +16,10 @@ pub struct Lzma;
 const HEADER_LEN: usize = 13;
 /// Sizes above this (256 GiB) are not real `.lzma` files (xz applies the same bound).
 const MAX_KNOWN_SIZE: u64 = 1 << 38;
-const TRIAL_INPUT: usize = 16 << 10;
+const TRIAL_INPUT: usize = 4 << 10;
 /// Input a trial decode must have read without error when the data ends before the stream.
 const TRIAL_MIN_INPUT: usize = 64;
-const TRIAL_OUTPUT: u64 = 256 << 10;
+const TRIAL_OUTPUT: u64 = 64 << 10;
 /// Dictionary memory a trial decode may ask for.
 const TRIAL_MEMLIMIT: u64 = 128 << 20;
 
@@ -72,7 +72,7 @@ fn trial_decode(data: &[u8], h: &Header) -> bool {
         return false;
     };
     let input = data.get(..TRIAL_INPUT.min(data.len())).unwrap_or_default();
-    let mut out = vec![0u8; 32 << 10];
+    let mut out = [0u8; 4096];
     loop {
         let Some(rest) = usize::try_from(s.total_in())
             .ok()

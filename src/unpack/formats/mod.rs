@@ -14,7 +14,7 @@
 use bytes::Bytes;
 
 use super::UnpackError;
-use super::limits::{Budget, LimitError, Sink};
+use super::limits::{BlobAccount, Budget, LimitError, Sink};
 use super::tree::Unpacked;
 
 pub mod bzip2;
@@ -79,16 +79,26 @@ pub fn by_name(name: &str) -> Option<&'static dyn Format> {
     FORMATS.iter().copied().find(|f| f.name() == name)
 }
 
-/// What a format may use while unpacking: the shared budget.
+/// What a format may use while unpacking: the shared budget, and the account of the blob being
+/// analysed.
 #[derive(Clone, Copy, Debug)]
 pub struct Ctx<'b> {
     budget: &'b Budget,
+    blob: Option<&'b BlobAccount>,
 }
 
 impl<'b> Ctx<'b> {
     /// A context over `budget`.
     pub fn new(budget: &'b Budget) -> Self {
-        Self { budget }
+        Self { budget, blob: None }
+    }
+
+    /// The same context, charging output to `blob` as well.
+    pub fn for_blob(self, blob: &'b BlobAccount) -> Self {
+        Self {
+            blob: Some(blob),
+            ..self
+        }
     }
 
     /// The shared budget.
@@ -103,7 +113,14 @@ impl<'b> Ctx<'b> {
 
     /// A bounded output buffer for decompressing `input_len` bytes.
     pub fn sink(&self, input_len: u64) -> Sink<'b> {
-        self.budget.sink(input_len)
+        self.budget.sink_for(input_len, self.blob)
+    }
+
+    /// Notes that `n` input bytes were read by a decoder (whether it then succeeded or not).
+    pub fn charge_read(&self, n: u64) {
+        if let Some(blob) = self.blob {
+            blob.add_read(n);
+        }
     }
 
     /// Accounts for `n` entries about to be returned.
@@ -113,6 +130,9 @@ impl<'b> Ctx<'b> {
 
     /// Accounts for `n` bytes of extracted (not decompressed) file data that will be copied.
     pub fn output(&self, n: u64) -> Result<(), UnpackError> {
+        if let Some(blob) = self.blob {
+            blob.add(n).map_err(UnpackError::Limit)?;
+        }
         self.budget.add_output(n).map_err(UnpackError::Limit)
     }
 

@@ -14,11 +14,11 @@ use crate::unpack::tree::{Child, Unpacked};
 pub struct Zlib;
 
 /// Input a trial inflate may read in `detect`.
-const TRIAL_INPUT: usize = 8 << 10;
+const TRIAL_INPUT: usize = 4 << 10;
 /// Input a trial inflate must have read without error when the data ends before the stream.
 const TRIAL_MIN_INPUT: usize = 64;
 /// Output after which a trial inflate stops, satisfied.
-const TRIAL_OUTPUT: u64 = 256 << 10;
+const TRIAL_OUTPUT: u64 = 64 << 10;
 
 /// Whether the two header bytes are a zlib header fwsim accepts: deflate, 32 KiB window (what
 /// zlib, miniz and every firmware tool write), no preset dictionary, header check valid.
@@ -34,9 +34,19 @@ pub fn header_ok(data: &[u8]) -> bool {
 /// Inflates the start of `data` and says whether it looks like a real stream: it ends properly
 /// (Adler-32 checked) or runs on without error for the whole trial.
 fn trial_inflate(data: &[u8]) -> bool {
+    // The first block header, checked without allocating: type 3 is invalid, and a stored
+    // block's length must match its complement.
+    match data.get(2).map(|b| (b >> 1) & 3) {
+        Some(3) | None => return false,
+        Some(0) => match data.get(3..7) {
+            Some(&[a, b, c, d]) if u16::from_le_bytes([a, b]) == !u16::from_le_bytes([c, d]) => {}
+            _ => return false,
+        },
+        Some(_) => {}
+    }
     let input = data.get(..TRIAL_INPUT.min(data.len())).unwrap_or_default();
     let mut d = Decompress::new(true);
-    let mut out = vec![0u8; 32 << 10];
+    let mut out = [0u8; 4096];
     loop {
         let consumed = usize::try_from(d.total_in()).unwrap_or(usize::MAX);
         let Some(rest) = input.get(consumed..) else {
