@@ -126,7 +126,7 @@ pub enum Analysis {
 /// Whether a format would claim something in `data` (used at the depth limit, where nothing is
 /// unpacked but a container must still be reported).
 pub fn has_structure(data: &[u8]) -> bool {
-    scan(data).into_iter().take(64).any(|c| {
+    scan_capped(data, 4096).0.into_iter().take(64).any(|c| {
         let f: &dyn Format = FORMATS.get(c.format).copied().map_or(&NoFormat, |f| f);
         data.get(c.start..).is_some_and(|d| f.detect(d))
     })
