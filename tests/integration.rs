@@ -10,6 +10,8 @@
 mod common;
 
 mod archives;
+mod compression;
+mod hostile;
 mod safe_output;
 mod squashfs_cramfs;
 mod synth_demo;

@@ -53,6 +53,9 @@ pub struct LimitArgs {
     /// Most carving candidates validated in one blob.
     #[arg(long, value_name = "N")]
     pub max_carve_candidates: Option<usize>,
+    /// Most bytes candidates that then fail may decode in one blob (suffixes K, M, G allowed).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_failed_carve: Option<u64>,
 }
 
 impl LimitArgs {
@@ -82,6 +85,9 @@ impl LimitArgs {
         }
         if let Some(v) = self.max_carve_candidates {
             l.max_carve_candidates = v;
+        }
+        if let Some(v) = self.max_failed_carve {
+            l.max_failed_carve_bytes = v;
         }
         Ok(l)
     }

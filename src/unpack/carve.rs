@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::UnpackError;
 use super::formats::{Ctx, FORMATS, Format};
-use super::limits::LimitError;
+use super::limits::{BlobAccount, LimitError};
 use super::tree::{Gap, GapKind, Unpacked};
 
 /// The automaton over every registered magic, with the format and magic offset of each pattern.
@@ -50,12 +50,23 @@ pub struct Candidate {
 
 /// All candidates in `data`, sorted by offset and then by registry priority, without duplicates.
 pub fn scan(data: &[u8]) -> Vec<Candidate> {
+    scan_capped(data, usize::MAX).0
+}
+
+/// As [`scan`], keeping at most `cap` magic hits (a blob made of magics would otherwise cost
+/// memory in proportion to its size); the flag says whether hits were dropped.
+pub fn scan_capped(data: &[u8], cap: usize) -> (Vec<Candidate>, bool) {
     let scanner = &*SCANNER;
     let Some(ac) = &scanner.automaton else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
     let mut out = Vec::new();
+    let mut capped = false;
     for m in ac.find_overlapping_iter(data) {
+        if out.len() >= cap {
+            capped = true;
+            break;
+        }
         let Some(&(format, magic_offset)) = scanner.patterns.get(m.pattern().as_usize()) else {
             continue;
         };
@@ -65,8 +76,11 @@ pub fn scan(data: &[u8]) -> Vec<Candidate> {
     }
     out.sort_unstable();
     out.dedup();
-    out
+    (out, capped)
 }
+
+/// Magic hits kept per blob, per allowed candidate: most hits fail `detect` cheaply.
+const HITS_PER_CANDIDATE: usize = 16;
 
 /// One structure found inside a blob.
 #[derive(Debug)]
@@ -112,7 +126,7 @@ pub enum Analysis {
 /// Whether a format would claim something in `data` (used at the depth limit, where nothing is
 /// unpacked but a container must still be reported).
 pub fn has_structure(data: &[u8]) -> bool {
-    scan(data).into_iter().take(64).any(|c| {
+    scan_capped(data, 4096).0.into_iter().take(64).any(|c| {
         let f: &dyn Format = FORMATS.get(c.format).copied().map_or(&NoFormat, |f| f);
         data.get(c.start..).is_some_and(|d| f.detect(d))
     })
@@ -136,11 +150,18 @@ impl Format for NoFormat {
 
 /// Finds and unpacks every structure in `data`.
 pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
-    let candidates = scan(data);
-    let max_tries = ctx.budget().limits().max_carve_candidates;
+    let limits = ctx.budget().limits();
+    let max_tries = limits.max_carve_candidates;
+    let max_failed = limits.max_failed_carve_bytes;
+    let (candidates, capped) = scan_capped(data, max_tries.saturating_mul(HITS_PER_CANDIDATE));
+    // Everything decoded from this blob, by any candidate, counts against its expansion ratio.
+    let account = BlobAccount::new(ctx.budget(), data.len() as u64);
+    let ctx = &ctx.for_blob(&account);
     let mut regions: Vec<Region> = Vec::new();
     let mut cursor = 0usize;
     let mut tries = 0usize;
+    let mut failed_bytes = 0u64;
+    let mut exhausted = false;
     let mut stopped = None;
     let mut i = 0usize;
     while let Some(&first) = candidates.get(i) {
@@ -179,6 +200,7 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
                 break;
             }
             let slice = data.slice(first.start..);
+            let work_before = account.work();
             match format.unpack(&slice, ctx) {
                 Ok(u) => {
                     let len = u.consumed.clamp(1, slice.len() as u64);
@@ -210,6 +232,23 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
                         stopped = Some(e);
                         break;
                     }
+                    if account.exhausted() {
+                        // The blob's ratio is spent: nothing after this can be decoded. Say so
+                        // on the blob only when other candidates are left untried.
+                        if candidates.get(i).is_some() {
+                            stopped = Some(e);
+                        }
+                        exhausted = true;
+                        break;
+                    }
+                    failed_bytes =
+                        failed_bytes.saturating_add(account.work().saturating_sub(work_before));
+                    if failed_bytes > max_failed {
+                        stopped = Some(UnpackError::Limit(LimitError::FailedCarveBytes {
+                            max: max_failed,
+                        }));
+                        break;
+                    }
                 }
             }
         }
@@ -223,9 +262,14 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
                 });
             }
         }
-        if stopped.is_some() {
+        if stopped.is_some() || exhausted {
             break;
         }
+    }
+    if capped && stopped.is_none() {
+        stopped = Some(UnpackError::Limit(LimitError::CarveCandidates {
+            max: max_tries,
+        }));
     }
 
     let gaps = gaps_between(data, &regions);

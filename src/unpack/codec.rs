@@ -29,6 +29,8 @@ pub enum Codec {
     Zstd,
     /// LZ4 frame format.
     Lz4,
+    /// An lzop file of LZO1X blocks (what U-Boot calls "lzo").
+    Lzo,
 }
 
 impl Codec {
@@ -43,6 +45,7 @@ impl Codec {
             Codec::Xz => "xz",
             Codec::Zstd => "zstd",
             Codec::Lz4 => "lz4",
+            Codec::Lzo => "lzo",
         }
     }
 }
@@ -65,66 +68,111 @@ pub fn decode(codec: Codec, input: &[u8], ctx: &Ctx<'_>) -> Result<Decoded, Unpa
     match codec {
         Codec::Gzip => {
             let mut d = flate2::bufread::GzDecoder::new(input);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Zlib => {
             let mut d = flate2::bufread::ZlibDecoder::new(input);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Deflate => {
             let mut d = flate2::bufread::DeflateDecoder::new(input);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Bzip2 => {
             let mut d = bzip2::bufread::BzDecoder::new(input);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Xz => {
             let stream = liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0)
                 .map_err(|e| UnpackError::Corrupt(format!("xz: {e}")))?;
             let mut d = liblzma::bufread::XzDecoder::new_stream(input, stream);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Lzma => {
             let stream = liblzma::stream::Stream::new_lzma_decoder(LZMA_MEMLIMIT)
                 .map_err(|e| UnpackError::Corrupt(format!("lzma: {e}")))?;
             let mut d = liblzma::bufread::XzDecoder::new_stream(input, stream);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.into_inner().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Zstd => {
             let mut d = zstd::stream::read::Decoder::with_buffer(input)
-                .map_err(|e| UnpackError::from_io(&e, what))?;
-            let data = pump(&mut d, input.len(), ctx, what)?;
+                .map_err(|e| UnpackError::from_io(&e, what))?
+                .single_frame();
+            let data = pump(&mut d, input.len(), ctx, what);
             let rest = d.finish().len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
         Codec::Lz4 => {
             let mut cursor = input;
             let mut d = lz4_flex::frame::FrameDecoder::new(&mut cursor);
-            let data = pump(&mut d, input.len(), ctx, what)?;
+            let data = pump(&mut d, input.len(), ctx, what);
             drop(d);
             let rest = cursor.len();
-            finish(data, input.len(), rest)
+            finish(data, input.len(), rest, ctx)
         }
+        Codec::Lzo => super::formats::lzop::decode(input, ctx).map(|(d, _)| d),
     }
 }
 
-fn finish(data: Vec<u8>, total: usize, rest: usize) -> Result<Decoded, UnpackError> {
+/// Decodes consecutive streams the way `bzip2 -dc`, `xz -dc` or `zstd -dc` do: after each stream,
+/// another follows while `starts_stream` accepts the bytes after it. A later stream that fails
+/// ends the run there (carving then reports it on its own); the first must succeed.
+pub fn decode_concatenated(
+    codec: Codec,
+    input: &[u8],
+    ctx: &Ctx<'_>,
+    starts_stream: fn(&[u8]) -> bool,
+) -> Result<Decoded, UnpackError> {
+    let first = decode(codec, input, ctx)?;
+    let mut data = first.data;
+    let mut consumed = first.consumed;
+    loop {
+        ctx.check()?;
+        let Some(rest) = usize::try_from(consumed).ok().and_then(|c| input.get(c..)) else {
+            break;
+        };
+        if consumed == 0 || !starts_stream(rest) {
+            break;
+        }
+        let next = match decode(codec, rest, ctx) {
+            Ok(d) if d.consumed > 0 => d,
+            Ok(_) => break,
+            Err(e @ UnpackError::Limit(_)) => return Err(e),
+            Err(_) => break,
+        };
+        let total = (data.len() as u64).saturating_add(next.data.len() as u64);
+        ctx.claimed_size(total)?;
+        data.extend_from_slice(&next.data);
+        consumed = consumed.saturating_add(next.consumed);
+    }
+    Ok(Decoded { data, consumed })
+}
+
+/// The decoded stream and its extent; the input read is charged to the blob either way, so the
+/// engine can bound what failing candidates cost.
+fn finish(
+    data: Result<Vec<u8>, UnpackError>,
+    total: usize,
+    rest: usize,
+    ctx: &Ctx<'_>,
+) -> Result<Decoded, UnpackError> {
+    let consumed = total.saturating_sub(rest) as u64;
+    ctx.charge_read(consumed);
     Ok(Decoded {
-        data,
-        consumed: total.saturating_sub(rest) as u64,
+        data: data?,
+        consumed,
     })
 }
 

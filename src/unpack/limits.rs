@@ -29,6 +29,9 @@ pub struct Limits {
     pub time_budget: Duration,
     /// Most carving candidates validated in one blob (guards against magic-byte floods).
     pub max_carve_candidates: usize,
+    /// Most bytes that candidates which then fail may read or produce in one blob (guards
+    /// against self-similar blobs where every candidate decodes to the end before failing).
+    pub max_failed_carve_bytes: u64,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
             max_file_bytes: 2 << 30,
             time_budget: Duration::from_secs(600),
             max_carve_candidates: 20_000,
+            max_failed_carve_bytes: 64 << 20,
         }
     }
 }
@@ -93,6 +97,14 @@ pub enum LimitError {
     CarveCandidates {
         /// The limit.
         max: usize,
+    },
+    /// Candidates that failed decoded more than [`Limits::max_failed_carve_bytes`] in one blob.
+    #[error(
+        "failed-candidate decoding limit reached ({max} bytes decoded by candidates that failed)"
+    )]
+    FailedCarveBytes {
+        /// The limit.
+        max: u64,
     },
 }
 
@@ -192,12 +204,80 @@ impl Budget {
 
     /// A bounded output buffer for decompressing `input_len` bytes.
     pub fn sink(&self, input_len: u64) -> Sink<'_> {
+        self.sink_for(input_len, None)
+    }
+
+    /// As [`Budget::sink`], also charging what is written to a blob's account.
+    pub fn sink_for<'b>(&'b self, input_len: u64, blob: Option<&'b BlobAccount>) -> Sink<'b> {
         Sink {
             buf: Vec::new(),
             budget: self,
+            blob,
             input_len,
             max_len: self.max_expansion(input_len),
             writes: 0,
+        }
+    }
+}
+
+/// What the analysis of one blob has produced, across all its candidates and regions: the
+/// per-blob expansion ratio holds for their sum, so many small streams (concatenated, or carved
+/// one by one) cannot add up to more than one large stream could.
+#[derive(Debug)]
+pub struct BlobAccount {
+    input_len: u64,
+    max_len: u64,
+    max_ratio: u64,
+    produced: AtomicU64,
+    read: AtomicU64,
+}
+
+impl BlobAccount {
+    /// A fresh account for a blob of `input_len` bytes.
+    pub fn new(budget: &Budget, input_len: u64) -> Self {
+        let l = budget.limits();
+        Self {
+            input_len,
+            max_len: input_len
+                .saturating_mul(l.max_ratio)
+                .max(l.ratio_floor_bytes),
+            max_ratio: l.max_ratio,
+            produced: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes produced so far.
+    pub fn produced(&self) -> u64 {
+        self.produced.load(Ordering::Relaxed)
+    }
+
+    /// Notes `n` input bytes read by a decoder.
+    pub fn add_read(&self, n: u64) {
+        self.read.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Work done on the blob so far: bytes produced plus input bytes read by decoders.
+    pub fn work(&self) -> u64 {
+        self.produced()
+            .saturating_add(self.read.load(Ordering::Relaxed))
+    }
+
+    /// Whether the blob has produced all its ratio allows: every further attempt would fail.
+    pub fn exhausted(&self) -> bool {
+        self.produced() >= self.max_len
+    }
+
+    /// Accounts for `n` more bytes produced from this blob.
+    pub fn add(&self, n: u64) -> Result<(), LimitError> {
+        let before = self.produced.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > self.max_len {
+            Err(LimitError::Ratio {
+                max: self.max_ratio,
+                input: self.input_len,
+            })
+        } else {
+            Ok(())
         }
     }
 }
@@ -208,6 +288,7 @@ impl Budget {
 pub struct Sink<'b> {
     buf: Vec<u8>,
     budget: &'b Budget,
+    blob: Option<&'b BlobAccount>,
     input_len: u64,
     max_len: u64,
     writes: u32,
@@ -251,6 +332,9 @@ impl Sink<'_> {
                     input: self.input_len,
                 }
             });
+        }
+        if let Some(blob) = self.blob {
+            blob.add(n64)?;
         }
         self.budget.add_output(n64)?;
         self.writes = self.writes.wrapping_add(1);

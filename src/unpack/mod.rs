@@ -294,16 +294,23 @@ fn expand(
             let parent_data = parent.data.clone();
             let parent_path = parent.path.clone();
             let depth = parent.depth + 1;
-            for r in regions {
+            for (idx, r) in regions.iter().enumerate() {
                 if let Err(e) = budget.add_entries(1) {
                     set_error(tree, id, UnpackError::Limit(e));
                     return;
                 }
                 let start = usize::try_from(r.offset).unwrap_or(usize::MAX);
+                // A failed region has no known extent: it runs to the next region (or the end), so
+                // the failed regions of a blob never hold more than the blob's bytes between them
+                // (hashing each to the end of the blob would be quadratic in a magic flood).
                 let end = if r.result.is_ok() {
                     usize::try_from(r.offset.saturating_add(r.len)).unwrap_or(usize::MAX)
                 } else {
-                    parent_data.len()
+                    regions
+                        .get(idx + 1)
+                        .and_then(|n| usize::try_from(n.offset).ok())
+                        .unwrap_or(parent_data.len())
+                        .min(parent_data.len())
                 };
                 let data = if start <= end && end <= parent_data.len() {
                     parent_data.slice(start..end)

@@ -4,6 +4,7 @@
 
 pub mod archives;
 pub mod fs_images;
+pub mod streams;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -14,16 +14,23 @@
 use bytes::Bytes;
 
 use super::UnpackError;
-use super::limits::{Budget, LimitError, Sink};
+use super::limits::{BlobAccount, Budget, LimitError, Sink};
 use super::tree::Unpacked;
 
+pub mod bzip2;
 pub mod cpio;
 pub mod cramfs;
 pub mod gzip;
+pub mod lz4;
+pub mod lzma;
+pub mod lzop;
 pub mod squashfs;
 pub mod tar;
 pub mod uimage;
+pub mod xz;
 pub mod zip;
+pub mod zlib;
+pub mod zstd;
 
 /// A magic byte string and where it sits inside the structure it announces.
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +76,13 @@ pub static FORMATS: &[&dyn Format] = &[
     &cpio::Cpio,
     &squashfs::Squashfs,
     &cramfs::Cramfs,
+    &lzop::Lzop,
+    &xz::Xz,
+    &bzip2::Bzip2,
+    &zstd::Zstd,
+    &lz4::Lz4,
+    &lzma::Lzma,
+    &zlib::Zlib,
 ];
 
 /// Looks a format up by name.
@@ -89,15 +103,26 @@ pub fn path_escapes(name: &[u8]) -> bool {
 }
 
 /// What a format may use while unpacking: the shared budget.
+/// What a format may use while unpacking: the shared budget, and the account of the blob being
+/// analysed.
 #[derive(Clone, Copy, Debug)]
 pub struct Ctx<'b> {
     budget: &'b Budget,
+    blob: Option<&'b BlobAccount>,
 }
 
 impl<'b> Ctx<'b> {
     /// A context over `budget`.
     pub fn new(budget: &'b Budget) -> Self {
-        Self { budget }
+        Self { budget, blob: None }
+    }
+
+    /// The same context, charging output to `blob` as well.
+    pub fn for_blob(self, blob: &'b BlobAccount) -> Self {
+        Self {
+            blob: Some(blob),
+            ..self
+        }
     }
 
     /// The shared budget.
@@ -112,7 +137,14 @@ impl<'b> Ctx<'b> {
 
     /// A bounded output buffer for decompressing `input_len` bytes.
     pub fn sink(&self, input_len: u64) -> Sink<'b> {
-        self.budget.sink(input_len)
+        self.budget.sink_for(input_len, self.blob)
+    }
+
+    /// Notes that `n` input bytes were read by a decoder (whether it then succeeded or not).
+    pub fn charge_read(&self, n: u64) {
+        if let Some(blob) = self.blob {
+            blob.add_read(n);
+        }
     }
 
     /// Accounts for `n` entries about to be returned (the engine does not count a format's
@@ -123,6 +155,9 @@ impl<'b> Ctx<'b> {
 
     /// Accounts for `n` bytes of extracted (not decompressed) file data that will be copied.
     pub fn output(&self, n: u64) -> Result<(), UnpackError> {
+        if let Some(blob) = self.blob {
+            blob.add(n).map_err(UnpackError::Limit)?;
+        }
         self.budget.add_output(n).map_err(UnpackError::Limit)
     }
 

@@ -263,11 +263,7 @@ fn codec_of(code: u8) -> Result<Option<Codec>, UnpackError> {
         3 => Some(Codec::Lzma),
         5 => Some(Codec::Lz4),
         6 => Some(Codec::Zstd),
-        4 => {
-            return Err(UnpackError::Unsupported(
-                "uImage lzo payload (lzop) is not decoded in place; it is carved instead".into(),
-            ));
-        }
+        4 => Some(Codec::Lzo),
         other => {
             return Err(UnpackError::Unsupported(format!(
                 "uImage compression code {other}"
