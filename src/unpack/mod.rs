@@ -291,6 +291,19 @@ fn expand(
             if let Some(e) = stopped {
                 parent.error = Some(e.clone());
             }
+            // A structure that starts at offset 0 and fails is what this blob *is* (a truncated
+            // filesystem, a damaged archive): the node takes its format and error, and whatever
+            // else carving recovered from the bytes is still listed below it.
+            let mut regions: &[carve::Region] = regions;
+            if let Some((head, rest)) = regions.split_first() {
+                if let (0, Err(e)) = (head.offset, &head.result) {
+                    parent.format = Some(head.format);
+                    if parent.error.is_none() {
+                        parent.error = Some(e.clone());
+                    }
+                    regions = rest;
+                }
+            }
             let parent_data = parent.data.clone();
             let parent_path = parent.path.clone();
             let depth = parent.depth + 1;
