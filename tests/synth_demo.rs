@@ -121,6 +121,41 @@ fn dahua_bin_round_trips_through_unpack() {
 }
 
 #[test]
+fn dahua_partitions_labelled_gzip_over_raw_squashfs_still_unpack() {
+    // Real Dahua packages (the Eos samples' uImage headers) say "gzip" around a raw squashfs.
+    let opts = Options {
+        dahua_gzip_quirk: true,
+        ..Options::tiny()
+    };
+    let fw = Firmware::camera(&opts).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let img = write(dir.path(), "quirk.bin", &fw.dahua_bin().unwrap());
+    let entries = common::unpack_json(&img, &[]);
+    let map = by_path(&entries);
+    let mut squashfs_partitions = 0;
+    for p in &fw.partitions {
+        let Payload::Squashfs { rootfs, .. } = &p.payload else {
+            continue;
+        };
+        squashfs_partitions += 1;
+        let member = format!("quirk.bin/{}", p.file_name);
+        let e = map[member.as_str()];
+        assert_eq!(e["format_meta"]["compression"], "gzip", "{member}");
+        assert!(
+            e["format_meta"]["compression_mismatch"]
+                .as_str()
+                .is_some_and(|m| m.contains("taken as stored")),
+            "{member}: {e}"
+        );
+        assert!(e.get("error").is_none(), "{member}: {e}");
+        let payload = format!("{member}/{}", p.uimage_name);
+        assert_eq!(map[payload.as_str()]["format"], "squashfs", "{payload}");
+        assert_rootfs_listed(&map, &payload, rootfs, &["dahua", "uimage", "squashfs"]);
+    }
+    assert!(squashfs_partitions >= 3);
+}
+
+#[test]
 fn flash_dump_round_trips_through_unpack() {
     if !formats_registered(&["uimage", "squashfs"]) {
         return;

@@ -344,13 +344,41 @@ impl Format for UImage {
         for (name, bytes, offset) in parts {
             let child_data = match codec {
                 None => bytes,
-                Some(c) => Bytes::from(codec::decode(c, &bytes, ctx)?.data),
+                Some(c) => match codec::decode(c, &bytes, ctx) {
+                    Ok(d) => Bytes::from(d.data),
+                    // Dahua (and others) label raw squashfs/cramfs partitions "gzip": when the
+                    // payload does not decode but is plainly another known structure, take it
+                    // as stored and say so.
+                    Err(e) if !matches!(e, UnpackError::Limit(_)) && is_known_structure(&bytes) => {
+                        out = out.meta(
+                            "compression_mismatch",
+                            format!(
+                                "header says {} but the payload is not {} data; taken as stored",
+                                compression_name(header.compression),
+                                c.name()
+                            ),
+                        );
+                        bytes
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             out.children
                 .push(Child::file(name, child_data).with_offset(offset));
         }
         Ok(out)
     }
+}
+
+/// Whether `data` starts with a structure some registered format recognises.
+fn is_known_structure(data: &[u8]) -> bool {
+    super::FORMATS.iter().any(|f| {
+        f.name() != "uimage"
+            && f.magics()
+                .iter()
+                .any(|m| m.offset == 0 && data.starts_with(m.bytes))
+            && f.detect(data)
+    })
 }
 
 /// The child name: the image name when it is a usable file name, else `payload`.
