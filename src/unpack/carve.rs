@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use bytes::Bytes;
 
 use super::UnpackError;
@@ -29,8 +29,11 @@ static SCANNER: LazyLock<Scanner> = LazyLock::new(|| {
             patterns.push((fi, m.offset));
         }
     }
+    // A full DFA: the pattern set is small (a few dozen magics), so its table is tiny and the scan
+    // runs one table lookup per byte, several times faster than the default NFA on large blobs.
     let automaton = AhoCorasick::builder()
         .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
         .build(&magics)
         .ok();
     Scanner {
