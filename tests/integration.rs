@@ -10,3 +10,5 @@
 mod common;
 
 mod unpack_basics;
+mod hash_golden;
+mod hash_differential;

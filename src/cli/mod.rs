@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod hash;
 mod unpack;
 
 /// fwsim — is this firmware the same software as one we know?
@@ -22,6 +23,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// SHA-256, ssdeep and TLSH of files, or the fuzzy scores of two files.
+    Hash(hash::HashArgs),
     /// List (or safely write) every file inside an image, recursively.
     Unpack(unpack::UnpackArgs),
 }
@@ -135,6 +138,7 @@ pub fn main() -> ExitCode {
         }
     };
     let outcome = match &cli.command {
+        Command::Hash(args) => hash::run(args),
         Command::Unpack(args) => unpack::run(args, cli.quiet),
     };
     match outcome {
