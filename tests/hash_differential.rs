@@ -98,7 +98,9 @@ fn check_files(dir: &Path, names: &[String]) -> (Vec<Digests>, Vec<String>) {
             Some(want) if *want == got_ss => {}
             want => bad.push(format!("{name}: ssdeep {got_ss}, reference {want:?}")),
         }
-        let got_tl = d.tlsh.map_or_else(|| "TNULL".to_string(), |t| t.to_string());
+        let got_tl = d
+            .tlsh
+            .map_or_else(|| "TNULL".to_string(), |t| t.to_string());
         if got_tl != *want_tl {
             bad.push(format!("{name}: tlsh {got_tl}, reference {want_tl}"));
         }
@@ -337,7 +339,9 @@ fn slow_generated_inputs_and_pairs_match_reference_tools() {
         let index: HashMap<&str, usize> = members.iter().map(|&m| (names[m].as_str(), m)).collect();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             // f.txt:in00001 matches f.txt:in00002 (83)
-            let Some((a, rest)) = line.split_once(" matches ") else { continue };
+            let Some((a, rest)) = line.split_once(" matches ") else {
+                continue;
+            };
             let (b, score) = rest.rsplit_once(" (").unwrap();
             let score: u32 = score.trim_end_matches(')').parse().unwrap();
             let strip = |x: &str| x.rsplit_once(':').unwrap().1.to_string();
@@ -345,7 +349,10 @@ fn slow_generated_inputs_and_pairs_match_reference_tools() {
             ref_scores.push(score);
         }
     }
-    let tl = |d: &Digests| d.tlsh.map_or_else(|| "TNULL".to_string(), |t| t.to_string());
+    let tl = |d: &Digests| {
+        d.tlsh
+            .map_or_else(|| "TNULL".to_string(), |t| t.to_string())
+    };
     let input: String = pairs
         .iter()
         .map(|&(a, b)| format!("{}\t{}\n", tl(&ours[a]), tl(&ours[b])))
@@ -414,7 +421,10 @@ fn slow_generated_inputs_and_pairs_match_reference_tools() {
 
 /// Every regular file under `dir`, relative, sorted.
 fn walk(dir: &Path, rel: &Path, out: &mut Vec<String>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir.join(rel)).unwrap().flatten().collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir.join(rel))
+        .unwrap()
+        .flatten()
+        .collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let r = rel.join(e.file_name());
@@ -456,7 +466,10 @@ fn cli_ssdeep_output_is_the_ssdeep_tools_output() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = Rng(7);
     let mut names = Vec::new();
-    for (i, n) in [0usize, 1, 49, 4096, 70_000, 300_000].into_iter().enumerate() {
+    for (i, n) in [0usize, 1, 49, 4096, 70_000, 300_000]
+        .into_iter()
+        .enumerate()
+    {
         let name = format!("f{i}.bin");
         std::fs::write(dir.path().join(&name), r.bytes(n)).unwrap();
         names.push(name);
@@ -488,5 +501,8 @@ fn cli_ssdeep_output_is_the_ssdeep_tools_output() {
         .unwrap();
     assert!(m.status.success());
     let matched = String::from_utf8_lossy(&m.stdout);
-    assert!(matched.contains("f5.bin matches known.txt:f5.bin (100)"), "{matched}");
+    assert!(
+        matched.contains("f5.bin matches known.txt:f5.bin (100)"),
+        "{matched}"
+    );
 }

@@ -30,7 +30,9 @@ fn golden_inputs_hash_exactly() {
         assert_eq!(d.size.to_string(), *size, "{name}: size");
         assert_eq!(hex::encode(d.sha256), *sha, "{name}: sha256");
         let got_ss = d.ssdeep.as_ref().unwrap().to_string();
-        let got_tl = d.tlsh.map_or_else(|| "TNULL".to_string(), |t| t.to_string());
+        let got_tl = d
+            .tlsh
+            .map_or_else(|| "TNULL".to_string(), |t| t.to_string());
         if got_ss != *ss || got_tl != *tl {
             bad.push(format!(
                 "{name}: ssdeep {got_ss} (want {ss}), tlsh {got_tl} (want {tl})"
@@ -93,5 +95,8 @@ fn incomparable_block_sizes_are_distinguished_from_zero() {
     // 1536 vs 24576: 16x apart.
     assert_eq!(read("rand_65536").compare(&read("rand_1MiB")).ssdeep, None);
     // 96 vs 96 with nothing in common: comparable, score 0.
-    assert_eq!(read("rand_4096").compare(&read("rand_4097")).ssdeep, Some(0));
+    assert_eq!(
+        read("rand_4096").compare(&read("rand_4097")).ssdeep,
+        Some(0)
+    );
 }

@@ -9,6 +9,6 @@
 
 mod common;
 
-mod unpack_basics;
-mod hash_golden;
 mod hash_differential;
+mod hash_golden;
+mod unpack_basics;

@@ -62,7 +62,8 @@ fn write_text_line(path: &Path, d: &Digests, out: &mut impl Write) -> anyhow::Re
         "{}  {}  {}  {}",
         hex::encode(d.sha256),
         ssdeep_text(d),
-        d.tlsh.map_or_else(|| "TNULL".to_string(), |t| t.to_string()),
+        d.tlsh
+            .map_or_else(|| "TNULL".to_string(), |t| t.to_string()),
         path.display()
     )?;
     Ok(())

@@ -182,7 +182,9 @@ mod tests {
 
     #[test]
     fn identical_buffers_compare_as_identical() {
-        let data: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(40_503) >> 7) as u8).collect();
+        let data: Vec<u8> = (0..50_000u32)
+            .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)
+            .collect();
         let p = digests(&data).prepare();
         let s = p.compare(&p);
         assert_eq!(s.ssdeep, Some(100));

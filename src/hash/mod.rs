@@ -15,8 +15,6 @@ pub mod digests;
 pub mod ssdeep;
 pub mod tlsh;
 
-pub use digests::{
-    DigestHasher, Digests, PreparedDigests, Similarity, digests, digests_par,
-};
+pub use digests::{DigestHasher, Digests, PreparedDigests, Similarity, digests, digests_par};
 pub use ssdeep::{Ssdeep, SsdeepHasher, SsdeepPrepared};
 pub use tlsh::{Tlsh, TlshHasher};

@@ -318,7 +318,9 @@ impl SsdeepHasher {
             }
             pos = pos.wrapping_add(1);
             let cw = u32::from(c);
-            h2 = h2.wrapping_sub(h1).wrapping_add(cw.wrapping_mul(ROLLING_WINDOW as u32));
+            h2 = h2
+                .wrapping_sub(h1)
+                .wrapping_add(cw.wrapping_mul(ROLLING_WINDOW as u32));
             h1 = h1.wrapping_add(cw).wrapping_sub(u32::from(out));
             h3 = (h3 << 5) ^ cw;
             let cc = u64::from(c & 0x3f) * LANES_ONE;
@@ -430,8 +432,7 @@ impl SsdeepHasher {
         if border >= size {
             return;
         }
-        if usize::from(self.dindex.get(self.bhstart + 1).copied().unwrap_or(0))
-            < SPAMSUM_LENGTH / 2
+        if usize::from(self.dindex.get(self.bhstart + 1).copied().unwrap_or(0)) < SPAMSUM_LENGTH / 2
         {
             return;
         }
@@ -589,13 +590,16 @@ impl Part {
     }
 
     fn grams(&self) -> &[u64] {
-        self.grams.get(..usize::from(self.ngrams)).unwrap_or_default()
+        self.grams
+            .get(..usize::from(self.ngrams))
+            .unwrap_or_default()
     }
 
     /// Whether both parts share a substring of 7 characters (merge of the sorted 7-grams).
     fn common_gram(&self, other: &Part) -> bool {
         let (a, b) = (self.grams(), other.grams());
-        let (Some(&a0), Some(&b0), Some(&al), Some(&bl)) = (a.first(), b.first(), a.last(), b.last())
+        let (Some(&a0), Some(&b0), Some(&al), Some(&bl)) =
+            (a.first(), b.first(), a.last(), b.last())
         else {
             return false;
         };
@@ -691,7 +695,8 @@ impl SsdeepPrepared {
     pub fn compare(&self, other: &Self) -> Option<u32> {
         let (a, b) = (self.block_size, other.block_size);
         if a == b {
-            if self.part1.chars() == other.part1.chars() && self.part2.chars() == other.part2.chars()
+            if self.part1.chars() == other.part1.chars()
+                && self.part2.chars() == other.part2.chars()
             {
                 return Some(100);
             }

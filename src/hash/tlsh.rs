@@ -5,8 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use fast_tlsh::prelude::*;
 use fast_tlsh::compare::ComparisonConfiguration;
+use fast_tlsh::prelude::*;
 
 /// A TLSH digest (T1, 128 buckets, 1-byte checksum), kept in binary form: comparing two is a
 /// handful of table lookups, no parsing.
@@ -21,7 +21,8 @@ pub struct TlshParseError(String);
 impl Tlsh {
     /// Distance to `other` with the length term (py-tlsh `diff`); 0 means identical digests.
     pub fn diff(&self, other: &Self) -> u32 {
-        self.0.compare_with_config(&other.0, ComparisonConfiguration::Default)
+        self.0
+            .compare_with_config(&other.0, ComparisonConfiguration::Default)
     }
 
     /// Distance without the length term (py-tlsh `diffxlen`).
@@ -89,7 +90,9 @@ mod tests {
 
     #[test]
     fn digest_round_trips_and_distance_is_zero_to_itself() {
-        let data: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        let data: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
         let d = hash(&data).unwrap();
         let s = d.to_string();
         assert!(s.starts_with("T1") && s.len() == 72, "{s}");
