@@ -302,21 +302,8 @@ impl SsdeepHasher {
         let mut consumed = 0usize;
         let mut hit: Option<u32> = None;
         let mut pos = self.pos;
-        for (k, &c) in cs.iter().enumerate() {
-            let out = match outs {
-                Some(o) => o.get(k).copied().unwrap_or(0),
-                None => self
-                    .window
-                    .get((pos % ROLLING_WINDOW as u64) as usize)
-                    .copied()
-                    .unwrap_or(0),
-            };
-            if outs.is_none() {
-                if let Some(w) = self.window.get_mut((pos % ROLLING_WINDOW as u64) as usize) {
-                    *w = c;
-                }
-            }
-            pos = pos.wrapping_add(1);
+        // One byte: roll the window, advance every lane's piece hash, test for a piece end.
+        let mut step = |c: u8, out: u8| -> Option<u32> {
             let cw = u32::from(c);
             h2 = h2
                 .wrapping_sub(h1)
@@ -328,12 +315,35 @@ impl SsdeepHasher {
                 *x = (x.wrapping_mul(HASH_PRIME) ^ cc) & LANES6;
                 *y = (y.wrapping_mul(HASH_PRIME) ^ cc) & LANES6;
             }
-            consumed = k + 1;
             let t = h1.wrapping_add(h2).wrapping_add(h3).wrapping_add(1);
             let q = t.wrapping_mul(0xAAAA_AAAB);
-            if q <= 0x5555_5555 && q & low_mask == 0 && t != 0 {
-                hit = Some(q);
-                break;
+            (q <= 0x5555_5555 && q & low_mask == 0 && t != 0).then_some(q)
+        };
+        match outs {
+            Some(o) => {
+                for (&c, &out) in cs.iter().zip(o) {
+                    consumed += 1;
+                    if let Some(q) = step(c, out) {
+                        hit = Some(q);
+                        break;
+                    }
+                }
+                pos = pos.wrapping_add(consumed as u64);
+            }
+            None => {
+                for &c in cs {
+                    let slot = (pos % ROLLING_WINDOW as u64) as usize;
+                    let out = self.window.get(slot).copied().unwrap_or(0);
+                    if let Some(w) = self.window.get_mut(slot) {
+                        *w = c;
+                    }
+                    pos = pos.wrapping_add(1);
+                    consumed += 1;
+                    if let Some(q) = step(c, out) {
+                        hit = Some(q);
+                        break;
+                    }
+                }
             }
         }
         self.pos = pos;
