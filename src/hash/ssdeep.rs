@@ -296,9 +296,11 @@ impl SsdeepHasher {
             f.copy_from_slice(src_f);
         }
         let (mut h1, mut h2, mut h3) = (self.h1, self.h2, self.h3);
-        // A piece ends at block size 3·2^i when (roll+1) is a non-zero multiple of 3·2^i; with
-        // q = (roll+1)/3 computed by the modular inverse of 3, that is q % 2^i == 0.
-        let low_mask: u32 = (1u32 << self.bhstart) - 1;
+        // A piece ends at block size 3·2^i when (roll+1) is a non-zero multiple of 3·2^i; then
+        // q = (roll+1)·3⁻¹ mod 2^32 = (roll+1)/3, and the block sizes hit are those with
+        // q % 2^i == 0.
+        let bshift = self.bhstart as u32;
+        let limit: u32 = u32::MAX / (3u32 << bshift);
         let mut consumed = 0usize;
         let mut hit: Option<u32> = None;
         let mut pos = self.pos;
@@ -317,7 +319,9 @@ impl SsdeepHasher {
             }
             let t = h1.wrapping_add(h2).wrapping_add(h3).wrapping_add(1);
             let q = t.wrapping_mul(0xAAAA_AAAB);
-            (q <= 0x5555_5555 && q & low_mask == 0 && t != 0).then_some(q)
+            // t is a multiple of 3·2^b iff rotr(t·3⁻¹, b) <= u32::MAX / (3·2^b) (Hacker's
+            // Delight 10-17): one comparison, one well-predicted branch.
+            (q.rotate_right(bshift) <= limit && t != 0).then_some(q)
         };
         match outs {
             Some(o) => {
