@@ -100,3 +100,67 @@ fn incomparable_block_sizes_are_distinguished_from_zero() {
         Some(0)
     );
 }
+
+#[test]
+fn cli_hash_json_and_compare_give_the_golden_values() {
+    let Some(dir) = common::golden() else { return };
+    let inputs = dir.join("inputs");
+    let p = |n: &str| inputs.join(n).to_str().unwrap().to_string();
+    let out = common::fwsim(&["hash", "--json", &p("rand_50"), &p("empty")]);
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["path"], p("rand_50"));
+    assert_eq!(lines[0]["size"], 50);
+    assert_eq!(lines[0]["ssdeep"], "3:3iyEQm8aWd:SXQRaW");
+    assert_eq!(
+        lines[0]["tlsh"],
+        "T19F9002153E185F464045524534A5195908199406E6007587640C025B24564325D51571"
+    );
+    assert_eq!(lines[1]["ssdeep"], "3::");
+    assert!(lines[1]["tlsh"].is_null());
+    assert_eq!(
+        lines[1]["sha256"],
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+
+    let out = common::fwsim(&[
+        "hash",
+        "--compare",
+        &p("rand_1MiB"),
+        &p("rand_1MiB_10edits"),
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "ssdeep\t83\ntlsh_diff\t1\ntlsh_diff_no_len\t1\n"
+    );
+    let out = common::fwsim(&[
+        "hash",
+        "--compare",
+        "--json",
+        &p("rand_65536"),
+        &p("rand_1MiB"),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ssdeep"], 0);
+    assert_eq!(v["ssdeep_comparable"], false);
+    assert_eq!(v["tlsh_diff"], 597);
+    assert_eq!(v["tlsh_diff_no_len"], 249);
+
+    // Usage errors: --compare needs two files; a missing file is exit 1.
+    assert_eq!(
+        common::fwsim(&["hash", "--compare", &p("empty")])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        common::fwsim(&["hash", "/nonexistent/x"]).status.code(),
+        Some(1)
+    );
+}
