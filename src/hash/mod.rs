@@ -1,5 +1,5 @@
 //! Digests of bytes: SHA-256, ssdeep (in-house, byte-identical to libfuzzy 2.14.1) and TLSH,
-//! computed together in one pass ([`digests`]), and their comparison on pre-parsed forms.
+//! computed together in one pass ([`digests()`]), and their comparison on pre-parsed forms.
 //!
 //! ```
 //! use fwsim::hash::{digests, ssdeep};
