@@ -11,6 +11,8 @@ mod common;
 
 mod archives;
 mod compression;
+mod hash_differential;
+mod hash_golden;
 mod hostile;
 mod safe_output;
 mod squashfs_cramfs;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod demo;
+mod hash;
 mod unpack;
 
 /// fwsim — is this firmware the same software as one we know?
@@ -23,6 +24,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// SHA-256, ssdeep and TLSH of files, or the fuzzy scores of two files.
+    Hash(hash::HashArgs),
     /// List (or safely write) every file inside an image, recursively.
     Unpack(unpack::UnpackArgs),
     /// Build a sample Dahua-style camera update with fwsim's own writers and unpack it.
@@ -144,6 +147,7 @@ pub fn main() -> ExitCode {
         }
     };
     let outcome = match &cli.command {
+        Command::Hash(args) => hash::run(args),
         Command::Unpack(args) => unpack::run(args, cli.quiet),
         Command::Demo(args) => demo::run(args, cli.quiet),
     };

@@ -31,6 +31,36 @@ pub fn realdata() -> Option<PathBuf> {
     None
 }
 
+/// The folder of ssdeep/TLSH golden vectors: `$FWSIM_GOLDEN`, else `../shared/golden` beside the
+/// checkout. `None` (with the reason printed) when it is missing — except under `CI=true`.
+pub fn golden() -> Option<PathBuf> {
+    let dir = std::env::var_os("FWSIM_GOLDEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"));
+    if dir.join("golden.tsv").is_file() {
+        return Some(dir);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "golden vectors missing at {} (CI=true requires them)",
+            dir.display()
+        );
+    }
+    eprintln!("skipped: golden vectors not found at {}", dir.display());
+    None
+}
+
+/// Reads a tab-separated file with a header line into rows of fields (header dropped).
+pub fn read_tsv(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
 /// A real sample by its path inside the realdata folder (`None` when the folder is missing).
 pub fn sample(rel: &str) -> Option<PathBuf> {
     let p = realdata()?.join(rel);
@@ -54,6 +84,21 @@ pub fn tool(name: &str) -> bool {
         eprintln!("skipped: reference tool `{name}` not on PATH");
     }
     found
+}
+
+/// Whether `python3` can import `module`; under `CI=true` a missing module is a failure.
+pub fn python_module(module: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("python module `{module}` missing (CI=true requires it; .ci/run installs it)");
+        }
+        eprintln!("skipped: python module `{module}` not importable by python3");
+    }
+    ok
 }
 
 /// Runs the `fwsim` binary with `args`.
