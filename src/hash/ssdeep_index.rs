@@ -27,8 +27,9 @@ use super::ssdeep::{SsdeepPrepared, comparable_block_sizes};
 ///     parse("384:abcdefghijkl:mnop"),
 /// ]);
 /// let probe = parse("96:abcdefghijkX:mnop");
-/// assert_eq!(index.compare_all(&probe), vec![Some(72), Some(0), None]);
-/// assert_eq!(index.matches(&probe), vec![(0, 72)]);
+/// // Part 1: 12 characters each, edit distance 2: 100 - (100 · (2 · 64 / 24) / 64) = 93.
+/// assert_eq!(index.compare_all(&probe), vec![Some(93), Some(0), None]);
+/// assert_eq!(index.matches(&probe), vec![(0, 93)]);
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct SsdeepIndex {
