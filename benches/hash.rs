@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the hash module: ssdeep, TLSH, SHA-256 and the fused pass on random
 //! data, the fused pass across files with rayon, and comparison of pre-parsed digests of every
-//! ELF in the real samples all-against-all.
+//! ELF in the real samples all-against-all (pairs counted as n² ordered pairs, self-pairs
+//! included; `ssdeep_indexed` answers the same n² through [`fwsim::hash::SsdeepIndex`]).
 //!
 //! Run on one core: `taskset -c 0 cargo bench --bench hash`. Peers, side by side in the same run
 //! (200 MiB random file on tmpfs; see the README's table for measured figures):
@@ -107,6 +108,22 @@ fn comparison(c: &mut Criterion) {
             }
             acc
         })
+    });
+    // The index answers the same n² ordered pairs (one `compare_all` row per probe, no use of
+    // symmetry): once with the index built beforehand, once with its build inside the timing.
+    let index = hash::SsdeepIndex::new(ss.clone());
+    let rows = |index: &hash::SsdeepIndex| {
+        let mut acc = 0u32;
+        for x in &ss {
+            for s in index.compare_all(x) {
+                acc = acc.wrapping_add(s.unwrap_or(0));
+            }
+        }
+        acc
+    };
+    g.bench_function("ssdeep_indexed", |b| b.iter(|| rows(black_box(&index))));
+    g.bench_function("ssdeep_indexed_with_build", |b| {
+        b.iter(|| rows(&hash::SsdeepIndex::new(black_box(&ss).clone())))
     });
     g.throughput(Throughput::Elements((tl.len() * tl.len()) as u64));
     g.bench_function("tlsh", |b| {

@@ -13,6 +13,7 @@ mod archives;
 mod compression;
 mod hash_differential;
 mod hash_golden;
+mod hash_index;
 mod hostile;
 mod safe_output;
 mod squashfs_cramfs;

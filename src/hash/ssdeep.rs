@@ -554,7 +554,7 @@ const MAX_GRAMS: usize = SPAMSUM_LENGTH - ROLLING_WINDOW + 1;
 
 /// One signature part ready for comparison: runs cut to 3, and its 7-grams sorted.
 #[derive(Clone, Debug)]
-struct Part {
+pub(super) struct Part {
     /// The characters, runs of more than three identical ones cut to three.
     chars: [u8; SPAMSUM_LENGTH],
     /// Number of characters in `chars`.
@@ -599,11 +599,13 @@ impl Part {
         }
     }
 
-    fn chars(&self) -> &[u8] {
+    /// The characters after cutting runs.
+    pub(super) fn chars(&self) -> &[u8] {
         self.chars.get(..usize::from(self.len)).unwrap_or_default()
     }
 
-    fn grams(&self) -> &[u64] {
+    /// The 7-grams, sorted (duplicates kept).
+    pub(super) fn grams(&self) -> &[u64] {
         self.grams
             .get(..usize::from(self.ngrams))
             .unwrap_or_default()
@@ -675,6 +677,11 @@ fn lcs(a: &[u8], b: &[u8]) -> u64 {
     u64::from((!v & mask).count_ones())
 }
 
+/// Whether digests of block sizes `a` and `b` can be compared (equal or a factor of two apart).
+pub(super) fn comparable_block_sizes(a: u64, b: u64) -> bool {
+    a == b || a.checked_mul(2) == Some(b) || b.checked_mul(2) == Some(a)
+}
+
 /// A digest parsed once for fast comparison (what a corpus keeps in memory).
 #[derive(Clone, Debug)]
 pub struct SsdeepPrepared {
@@ -701,8 +708,17 @@ impl SsdeepPrepared {
 
     /// Whether the two block sizes can be compared at all (equal or a factor of two apart).
     pub fn comparable(&self, other: &Self) -> bool {
-        let (a, b) = (self.block_size, other.block_size);
-        a == b || a.checked_mul(2) == Some(b) || b.checked_mul(2) == Some(a)
+        comparable_block_sizes(self.block_size, other.block_size)
+    }
+
+    /// The first part (at the block size), runs cut.
+    pub(super) fn part1(&self) -> &Part {
+        &self.part1
+    }
+
+    /// The second part (at twice the block size), runs cut.
+    pub(super) fn part2(&self) -> &Part {
+        &self.part2
     }
 
     /// The `fuzzy_compare` score 0–100, or `None` when the block sizes are not comparable.
