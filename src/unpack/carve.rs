@@ -9,7 +9,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 use bytes::Bytes;
 
 use super::UnpackError;
-use super::formats::{Ctx, FORMATS, Format};
+use super::formats::{Ctx, FORMATS};
 use super::limits::{BlobAccount, LimitError};
 use super::tree::{Gap, GapKind, Unpacked};
 
@@ -145,25 +145,11 @@ pub enum Analysis {
 /// unpacked but a container must still be reported).
 pub fn has_structure(data: &[u8]) -> bool {
     scan_capped(data, 4096).0.into_iter().take(64).any(|c| {
-        let f: &dyn Format = FORMATS.get(c.format).copied().map_or(&NoFormat, |f| f);
-        data.get(c.start..).is_some_and(|d| f.detect(d))
+        FORMATS
+            .get(c.format)
+            .zip(data.get(c.start..))
+            .is_some_and(|(f, d)| f.detect(d))
     })
-}
-
-struct NoFormat;
-impl Format for NoFormat {
-    fn name(&self) -> &'static str {
-        "none"
-    }
-    fn magics(&self) -> &'static [super::formats::Magic] {
-        &[]
-    }
-    fn detect(&self, _: &[u8]) -> bool {
-        false
-    }
-    fn unpack(&self, _: &Bytes, _: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
-        Err(UnpackError::Unsupported("no format".into()))
-    }
 }
 
 /// Finds and unpacks every structure in `data`.

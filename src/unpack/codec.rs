@@ -5,7 +5,7 @@
 //!
 //! [`Sink`]: super::limits::Sink
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 
 use super::UnpackError;
 use super::formats::Ctx;
@@ -198,16 +198,6 @@ pub fn pump<R: Read>(
         ctx.check()?;
     }
     Ok(sink.into_inner())
-}
-
-/// Reads a `BufRead` to its end through a bounded sink (for decoders that hand back a reader).
-pub fn pump_bufread<R: BufRead>(
-    reader: &mut R,
-    input_len: usize,
-    ctx: &Ctx<'_>,
-    what: &str,
-) -> Result<Vec<u8>, UnpackError> {
-    pump(reader, input_len, ctx, what)
 }
 
 #[cfg(test)]

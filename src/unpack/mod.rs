@@ -90,23 +90,7 @@ pub fn unpack_with_progress(
     let budget = Budget::new(limits.clone());
     let ctx = Ctx::new(&budget);
     let mut tree = Tree::default();
-    tree.nodes.push(Node {
-        path: name.to_vec(),
-        parent: None,
-        children: Vec::new(),
-        depth: 0,
-        kind: EntryKind::File,
-        data,
-        sha256: None,
-        mode: None,
-        origin: None,
-        meta: Meta::new(),
-        format: None,
-        format_meta: Meta::new(),
-        gaps: Vec::new(),
-        error: None,
-        same_as: None,
-    });
+    tree.nodes.push(Node::root(name, data));
     let _ = budget.add_entries(1);
 
     // Analyses already computed, by the SHA-256 of the blob, and the first node that had it.
@@ -195,21 +179,8 @@ impl Tree {
         let budget = Budget::new(Limits::default());
         let mut tree = Tree::default();
         tree.nodes.push(Node {
-            path: name.to_vec(),
-            parent: None,
-            children: Vec::new(),
-            depth: 0,
-            kind: EntryKind::File,
-            data: Bytes::new(),
-            sha256: None,
-            mode: None,
-            origin: None,
-            meta: Meta::new(),
             format: Some(format),
-            format_meta: Meta::new(),
-            gaps: Vec::new(),
-            error: None,
-            same_as: None,
+            ..Node::root(name, Bytes::new())
         });
         add_children(
             &mut tree,

@@ -230,6 +230,29 @@ pub struct Node {
     pub same_as: Option<usize>,
 }
 
+impl Node {
+    /// The root of a tree: the image itself, named `name`, nothing known about it yet.
+    pub fn root(name: &[u8], data: Bytes) -> Self {
+        Node {
+            path: name.to_vec(),
+            parent: None,
+            children: Vec::new(),
+            depth: 0,
+            kind: EntryKind::File,
+            data,
+            sha256: None,
+            mode: None,
+            origin: None,
+            meta: Meta::new(),
+            format: None,
+            format_meta: Meta::new(),
+            gaps: Vec::new(),
+            error: None,
+            same_as: None,
+        }
+    }
+}
+
 /// The result of unpacking one image: a flat arena of nodes, root first.
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
