@@ -14,6 +14,7 @@
 //! ```
 
 pub mod error;
+pub mod features;
 pub mod hash;
 pub mod input;
 pub mod synth;
