@@ -124,7 +124,10 @@ impl Package {
                 .ok_or_else(|| too_big("name"))?
                 .copy_from_slice(f.name.as_bytes());
             header.extend_from_slice(&name);
-            let (o, l) = (u32_of(offset, "offset")?, u32_of(f.data.len(), "file size")?);
+            let (o, l) = (
+                u32_of(offset, "offset")?,
+                u32_of(f.data.len(), "file size")?,
+            );
             let (first, second) = match self.order {
                 FieldOrder::OffsetLength => (o, l),
                 FieldOrder::LengthOffset => (l, o),

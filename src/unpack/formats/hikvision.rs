@@ -15,6 +15,12 @@
 //!   12 to the header length, a file's checksum is the byte sum of its bytes, entries are *offset,
 //!   length*, `03KH` tables are AES-encrypted (not read here).
 //!
+//! - The DS-K2602 access-controller firmware (V2.0.5, a real sample): its own upgrade parser,
+//!   disassembled, checks the magic, device class 0x352, the language (0xff accepted) and compares
+//!   the entry's *second* field with the embedded image's length — offset, length — and never
+//!   reads the entry checksum, which in that package is not the byte sum of the file (reported as
+//!   a mismatch, the file still listed).
+//!
 //! Because the sources disagree on the entry order, each entry is read both ways and the reading
 //! that validates wins: the one that fits the package, else the one whose checksum matches, else
 //! the one that starts where the previous file ends. An entry that no rule decides is reported as
@@ -420,8 +426,8 @@ impl Format for Hikvision {
         }
         out = out.meta("header_length_covers_table", covers_table);
         let data_start = header_length.max(table_end);
-        let header_len =
-            usize::try_from(data_start).map_err(|_| UnpackError::Corrupt("Hikvision header".into()))?;
+        let header_len = usize::try_from(data_start)
+            .map_err(|_| UnpackError::Corrupt("Hikvision header".into()))?;
         let header = decoded(data, header_len, h.form, "Hikvision header")?;
         ctx.check()?;
 
@@ -534,6 +540,14 @@ impl Format for Hikvision {
                 }
                 Err(err) => {
                     failed += 1;
+                    // A file that cannot be listed still tells how far the package reaches: as
+                    // far as its fields point inside the input, in either order.
+                    for o in [FieldOrder::OffsetLength, FieldOrder::LengthOffset] {
+                        let (off, len) = e.span(o);
+                        if off >= data_start && off < total {
+                            end = end.max(off.saturating_add(len).min(total));
+                        }
+                    }
                     child = child
                         .with_meta("fields", format!("{:#010x} {:#010x}", e.first, e.second))
                         .with_error(err);
