@@ -518,3 +518,28 @@ fn obfuscated_and_plain_headers_are_told_apart() {
     assert_eq!(b.meta["header_form"], "plain");
     assert_eq!(a.children.len(), b.children.len());
 }
+
+#[test]
+fn a_package_inside_a_flash_image_is_carved() {
+    // Erased flash, the obfuscated package at 64 KiB, erased flash again.
+    let dav = Package::digicap(files()).build().unwrap();
+    let mut flash = vec![0xFFu8; 0x1_0000];
+    flash.extend_from_slice(&dav);
+    flash.resize(0x4_0000, 0xFF);
+    let tree = unpack(Bytes::from(flash), b"flash.bin", &Limits::default());
+    let pkg = tree
+        .find("flash.bin/0x10000.hikvision")
+        .expect("package carved");
+    assert_eq!(pkg.format, Some("hikvision"));
+    assert_eq!(
+        pkg.data.len(),
+        dav.len(),
+        "its extent ends with its last file"
+    );
+    for f in files() {
+        let n = tree
+            .find(&format!("flash.bin/0x10000.hikvision/{}", f.name))
+            .unwrap();
+        assert_eq!(&n.data[..], &f.data[..]);
+    }
+}
