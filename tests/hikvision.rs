@@ -543,3 +543,28 @@ fn a_package_inside_a_flash_image_is_carved() {
         assert_eq!(&n.data[..], &f.data[..]);
     }
 }
+
+#[test]
+fn encrypted_variants_are_named_unsupported() {
+    for magic in [b"02KH", b"03KH"] {
+        // The common first 16 bytes (magic, checksum, header size, file count), obfuscated, then
+        // an encrypted body.
+        let mut head = Vec::new();
+        head.extend_from_slice(magic);
+        for w in [0u32, 0x200, 3] {
+            head.extend_from_slice(&w.to_le_bytes());
+        }
+        let mut data = hiktools_decode(&head);
+        data.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+        let tree = unpack(Bytes::from(data), b"digicap.dav", &Limits::default());
+        let root = tree.root().unwrap();
+        assert_eq!(root.format, Some("hikvision"));
+        let e = root.error.clone().unwrap();
+        assert!(matches!(e, UnpackError::Unsupported(_)), "{e}");
+        let name = std::str::from_utf8(magic).unwrap();
+        assert!(
+            e.to_string().contains(&format!("{name} package (3 files)")),
+            "{e}"
+        );
+    }
+}

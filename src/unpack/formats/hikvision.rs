@@ -13,7 +13,8 @@
 //! - An EZVIZ unpack/repack script and a digicap script handling the newer `02KH`/`03KH` variants
 //!   (both public on GitHub): the header checksum is the byte sum of the decoded header from offset
 //!   12 to the header length, a file's checksum is the byte sum of its bytes, entries are *offset,
-//!   length*, `03KH` tables are AES-encrypted (not read here).
+//!   length*, `02KH`/`03KH` packages (same first 16 bytes) have AES-encrypted tables: they are
+//!   recognised and reported unsupported, with the variant named.
 //!
 //! - The DS-K2602 access-controller firmware (V2.0.5, a real sample): its own upgrade parser,
 //!   disassembled, checks the magic, device class 0x352, the language (0xff accepted) and compares
@@ -32,7 +33,7 @@ use bytes::Bytes;
 use super::{Ctx, Format, Magic, path_escapes};
 use crate::unpack::UnpackError;
 use crate::unpack::bytes::{Reader, c_string};
-use crate::unpack::tree::{Child, Unpacked};
+use crate::unpack::tree::{Child, Unpacked, escape_name};
 
 /// Hikvision upgrade package.
 pub struct Hikvision;
@@ -43,6 +44,9 @@ pub const KEY: [u8; 16] = [
 ];
 /// The header magic, decoded.
 pub const MAGIC: [u8; 4] = *b"SWKH";
+/// Magics of the newer packages whose file table is AES-encrypted with a device key: recognised
+/// and reported unsupported, with the variant named.
+pub const ENCRYPTED_MAGICS: [[u8; 4]; 2] = [*b"02KH", *b"03KH"];
 /// The fixed part of the header, before the file table.
 pub const FIXED_HEADER_LEN: usize = 64;
 /// One file-table entry.
@@ -104,6 +108,30 @@ pub fn xor_header(buf: &mut [u8]) {
 pub fn byte_sum(data: &[u8]) -> u32 {
     data.iter()
         .fold(0u32, |acc, &b| acc.wrapping_add(u32::from(b)))
+}
+
+/// A 4-byte magic as it appears at the start of an obfuscated header.
+const fn obfuscated(m: [u8; 4]) -> [u8; 4] {
+    [m[0] ^ KEY[0], m[1] ^ KEY[1], m[2] ^ KEY[2], m[3] ^ KEY[3]]
+}
+
+/// The variant name, header size and file count of an obfuscated `02KH`/`03KH` header at
+/// `data[0]` (its first 16 bytes are magic, checksum, size and count, as in `SWKH`).
+fn encrypted_variant(data: &[u8]) -> Option<(&'static str, u32, u32)> {
+    let mut head = [0u8; 16];
+    head.copy_from_slice(data.get(..16)?);
+    xor_header(&mut head);
+    let variant = match head.get(..4)? {
+        b"02KH" => "02KH",
+        b"03KH" => "03KH",
+        _ => return None,
+    };
+    let word = |at: usize| {
+        head.get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes)
+    };
+    Some((variant, word(8)?, word(12)?))
 }
 
 /// The byte sum of `data`, checking the time budget between chunks.
@@ -232,11 +260,12 @@ impl Entry {
         }
     }
 
+    /// How messages name the entry: its index and, escaped for a terminal, its name.
     fn display(&self, index: usize) -> String {
         if self.name.is_empty() {
             format!("#{index}")
         } else {
-            format!("#{index} '{}'", String::from_utf8_lossy(&self.name))
+            format!("#{index} '{}'", escape_name(&self.name))
         }
     }
 }
@@ -344,20 +373,20 @@ impl Format for Hikvision {
     }
 
     fn magics(&self) -> &'static [Magic] {
-        // "SWKH" as stored, and XORed with the first four key bytes.
+        // "SWKH" as stored and obfuscated; the encrypted variants' magics obfuscated.
         const MAGICS: &[Magic] = &[
             Magic::at0(&MAGIC),
-            Magic::at0(&[
-                MAGIC[0] ^ KEY[0],
-                MAGIC[1] ^ KEY[1],
-                MAGIC[2] ^ KEY[2],
-                MAGIC[3] ^ KEY[3],
-            ]),
+            Magic::at0(&obfuscated(MAGIC)),
+            Magic::at0(&obfuscated(ENCRYPTED_MAGICS[0])),
+            Magic::at0(&obfuscated(ENCRYPTED_MAGICS[1])),
         ];
         MAGICS
     }
 
     fn detect(&self, data: &[u8]) -> bool {
+        if let Some((_, size, count)) = encrypted_variant(data) {
+            return size >= 16 && count >= 1;
+        }
         let Ok(h) = Header::parse(data) else {
             return false;
         };
@@ -383,6 +412,12 @@ impl Format for Hikvision {
     }
 
     fn unpack(&self, data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
+        if let Some((variant, _, count)) = encrypted_variant(data) {
+            return Err(UnpackError::Unsupported(format!(
+                "Hikvision {variant} package ({count} files): its file table is AES-encrypted \
+                 with a device key"
+            )));
+        }
         let h = Header::parse(data)?;
         let total = data.len() as u64;
         let header_length = u64::from(h.header_length);
@@ -468,15 +503,12 @@ impl Format for Hikvision {
             .collect();
         by_offset.sort_unstable();
         let mut overlaps: Vec<(usize, usize)> = Vec::new();
+        // The first file in offset order keeps its bytes; a later one reaching into them is
+        // refused, and only kept files extend the covered range.
         let mut reach: Option<(u64, usize)> = None;
         for &(start, end, i) in &by_offset {
             match reach {
-                Some((r, owner)) if start < r => {
-                    overlaps.push((i, owner));
-                    if end > r {
-                        reach = Some((end, i));
-                    }
-                }
+                Some((r, owner)) if start < r => overlaps.push((i, owner)),
                 _ => reach = Some((end, i)),
             }
         }
