@@ -568,3 +568,83 @@ fn encrypted_variants_are_named_unsupported() {
         );
     }
 }
+
+/// hiktools' reading of a package: its header fields and, per entry, (name, length, position,
+/// checksum) — the two middle fields as hiktools names them.
+fn hiktools_listing(dav: &[u8]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("digicap.dav");
+    std::fs::write(&path, dav).unwrap();
+    let script = r#"
+import json, sys
+from hiktools import fmod
+with fmod.DigiCap(sys.argv[1]) as d:
+    h = d.head
+    print(json.dumps({
+        "magic": h.magic, "header_length": h.header_length, "files": h.files,
+        "language": h.language, "device_class": h.device_class, "oem_code": h.oem_code,
+        "signature": h.signature, "features": h.features, "entries": [list(f) for f in d],
+    }))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn hiktools_reads_the_same_header_and_table() {
+    if !common::python_module("hiktools.fmod") {
+        return;
+    }
+    let fw = Firmware::camera(&Options::tiny()).unwrap();
+    for order in [FieldOrder::OffsetLength, FieldOrder::LengthOffset] {
+        let mut p = Package::digicap(fw.hikvision_files().unwrap());
+        p.order = order;
+        let dav = p.build().unwrap();
+        let reference = hiktools_listing(&dav);
+        let tree = unpack(Bytes::from(dav), b"digicap.dav", &Limits::default());
+        let root = tree.root().unwrap();
+        let m = &root.format_meta;
+        assert_eq!(reference["magic"], u32::from_le_bytes(*b"SWKH"));
+        for (ours, theirs) in [
+            ("header_length", "header_length"),
+            ("file_count", "files"),
+            ("language", "language"),
+            ("device_class", "device_class"),
+            ("oem_code", "oem_code"),
+        ] {
+            assert_eq!(m[ours], reference[theirs], "{ours}");
+        }
+        let version = reference["signature"].as_u64().unwrap();
+        assert_eq!(m["version"], format!("{version:#010x}"));
+        let kids = children(&tree, 0);
+        let listed = reference["entries"].as_array().unwrap();
+        assert_eq!(kids.len(), listed.len());
+        for (n, e) in kids.iter().zip(listed) {
+            let (name, length, pos, checksum) = (
+                e[0].as_str().unwrap(),
+                e[1].as_u64().unwrap(),
+                e[2].as_u64().unwrap(),
+                e[3].as_u64().unwrap(),
+            );
+            assert_eq!(name_of(n), name);
+            assert_eq!(n.meta["checksum"], format!("{checksum:#010x}"));
+            assert_eq!(n.meta["checksum_ok"], true);
+            // hiktools reads (length, position): right for length-offset tables, swapped for
+            // offset-length ones; either way the same two numbers.
+            let (offset, size) = match order {
+                FieldOrder::LengthOffset => (pos, length),
+                FieldOrder::OffsetLength => (length, pos),
+            };
+            assert_eq!(n.origin.as_ref().unwrap().offset, Some(offset), "{name}");
+            assert_eq!(n.data.len() as u64, size, "{name}");
+        }
+    }
+}
