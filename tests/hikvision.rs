@@ -1,7 +1,7 @@
 //! Hikvision upgrade packages: `digicap.dav` built in code round-trips (obfuscated and plain
-//! headers, both entry field orders, each rule that decides the order), the real DS-K2602 package
-//! unpacks to what its header lists (decoded independently here), and lying headers and tables
-//! give clear errors without panics.
+//! headers, both entry field orders, each rule that decides the order) and agree with hiktools'
+//! reading, the real DS-K2602 package unpacks to what its header lists (decoded independently
+//! here), and lying headers and tables give clear errors without panics.
 
 use bytes::Bytes;
 use fwsim::synth::hikvision::{Package, PackageFile};

@@ -15,12 +15,11 @@
 //!   12 to the header length, a file's checksum is the byte sum of its bytes, entries are *offset,
 //!   length*, `02KH`/`03KH` packages (same first 16 bytes) have AES-encrypted tables: they are
 //!   recognised and reported unsupported, with the variant named.
-//!
-//! - The DS-K2602 access-controller firmware (V2.0.5, a real sample): its own upgrade parser,
-//!   disassembled, checks the magic, device class 0x352, the language (0xff accepted) and compares
-//!   the entry's *second* field with the embedded image's length — offset, length — and never
-//!   reads the entry checksum, which in that package is not the byte sum of the file (reported as
-//!   a mismatch, the file still listed).
+//! - The DS-K2602 access-controller firmware (V2.0.5, a real sample): its own upgrade-header check,
+//!   disassembled, tests the magic, device class 0x352, the language (0xff accepted) and compares
+//!   the entry's *second* field with the embedded image's length — offset, length — without
+//!   reading the entry checksum, which in that package is not the byte sum of the file (reported
+//!   as a mismatch, the file still listed).
 //!
 //! Because the sources disagree on the entry order, each entry is read both ways and the reading
 //! that validates wins: the one that fits the package, else the one whose checksum matches, else
