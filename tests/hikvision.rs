@@ -648,3 +648,32 @@ fn hiktools_reads_the_same_header_and_table() {
         }
     }
 }
+
+#[test]
+fn only_kept_files_make_later_ones_overlap() {
+    // Three 1000-byte files; B is moved into A (refused), C into B's new place but clear of A:
+    // C is kept, since the bytes B would have covered were never given to B.
+    let three: Vec<PackageFile> = (0..3u8)
+        .map(|i| PackageFile::new(&format!("{}", (b'A' + i) as char), vec![i + 1; 1000]))
+        .collect();
+    let mut bin = Package::access_controller(three).build().unwrap();
+    let body = bin.clone();
+    for (entry, off) in [(1usize, 696u32), (2, 1296)] {
+        let e = 64 + 44 * entry;
+        let region = &body[off as usize..off as usize + 1000];
+        bin[e + 32..e + 36].copy_from_slice(&off.to_le_bytes());
+        bin[e + 40..e + 44].copy_from_slice(&sum(region).to_le_bytes());
+    }
+    let u = direct(&bin).unwrap();
+    let err = |i: usize| u.children[i].error.as_ref().map(ToString::to_string);
+    assert_eq!(err(0), None);
+    assert!(
+        err(1).unwrap().contains("overlaps file #0 'A'"),
+        "{:?}",
+        err(1)
+    );
+    assert_eq!(err(2), None);
+    assert_eq!(u.children[2].offset, Some(1296));
+    assert_eq!(&u.children[2].data[..], &body[1296..2296]);
+    assert_eq!(u.children[2].meta["field_order_basis"], "checksum");
+}
