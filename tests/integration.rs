@@ -14,6 +14,7 @@ mod compression;
 mod hash_differential;
 mod hash_golden;
 mod hash_index;
+mod hikvision;
 mod hostile;
 mod safe_output;
 mod squashfs_cramfs;

@@ -21,6 +21,7 @@ pub mod bzip2;
 pub mod cpio;
 pub mod cramfs;
 pub mod gzip;
+pub mod hikvision;
 pub mod lz4;
 pub mod lzma;
 pub mod lzop;
@@ -72,6 +73,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &gzip::Gzip,
     &zip::Zip,
     &zip::Dahua,
+    &hikvision::Hikvision,
     &tar::Tar,
     &cpio::Cpio,
     &squashfs::Squashfs,
