@@ -24,6 +24,7 @@ pub mod gzip;
 pub mod lz4;
 pub mod lzma;
 pub mod lzop;
+pub mod romfs;
 pub mod squashfs;
 pub mod tar;
 pub mod uimage;
@@ -76,6 +77,8 @@ pub static FORMATS: &[&dyn Format] = &[
     &cpio::Cpio,
     &squashfs::Squashfs,
     &cramfs::Cramfs,
+    &romfs::Romfs,
+    &romfs::AmbaRomfs,
     &lzop::Lzop,
     &xz::Xz,
     &bzip2::Bzip2,
