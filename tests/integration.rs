@@ -17,5 +17,6 @@ mod hash_index;
 mod hostile;
 mod safe_output;
 mod squashfs_cramfs;
+mod squashfs_legacy;
 mod synth_demo;
 mod unpack_basics;

@@ -1,5 +1,5 @@
 //! The project's own firmware writers: realistic camera images assembled in code — squashfs through
-//! backhand, uImage partitions, Dahua update packages, raw flash dumps and tar.gz updates — for
+//! backhand, uImage partitions, Dahua update packages, raw flash dumps, tar.gz updates, romfs and squashfs 3 — for
 //! `fwsim demo`, the tests and the benchmarks. Everything is generated; nothing is downloaded.
 //!
 //! ```
@@ -16,7 +16,9 @@ pub mod camera;
 pub mod content;
 pub mod dahua;
 pub mod flash;
+pub mod romfs;
 pub mod squashfs;
+pub mod squashfs3;
 pub mod tarball;
 
 pub use camera::{Brand, Firmware, Options, Partition, Payload};
