@@ -15,6 +15,7 @@ mod hash_differential;
 mod hash_golden;
 mod hash_index;
 mod hostile;
+mod romfs;
 mod safe_output;
 mod squashfs_cramfs;
 mod squashfs_legacy;

@@ -49,7 +49,8 @@ fn data_of(kind: &RomfsNode) -> &[u8] {
     }
 }
 
-/// Sets the checksum word at `at + 12`.. so the big-endian words of `range` sum to zero.
+/// Sets the checksum word at `at + 12` (zero until then) so the big-endian words of `range` sum
+/// to zero.
 fn checksum(img: &mut [u8], range: std::ops::Range<usize>, at: usize) {
     let sum = img
         .get(range)
@@ -58,7 +59,7 @@ fn checksum(img: &mut [u8], range: std::ops::Range<usize>, at: usize) {
         .filter_map(|w| <[u8; 4]>::try_from(w).ok())
         .map(u32::from_be_bytes)
         .fold(0u32, u32::wrapping_add);
-    if let Some(w) = img.get_mut(at..at + 4) {
+    if let Some(w) = img.get_mut(at + 12..at + 16) {
         w.copy_from_slice(&0u32.wrapping_sub(sum).to_be_bytes());
     }
 }

@@ -1,8 +1,6 @@
-//! Squashfs 2.x and 3.x, both endiannesses, read in process: superblock, metadata tables, the
-//! directory tree (a work queue that refuses to enter a directory twice), fragments and file data.
-//! Blocks are zlib or one of the vendor LZMA layouts ([`super::lzma`]), told apart block by block.
-//! Layout: squashfs-tools' `squashfs_compat.h` and `unsquash-2.c`/`unsquash-3.c`, sasquatch, and
-//! 7-Zip's `SquashfsHandler.cpp`.
+//! Squashfs 2.x and 3.x in process: superblock, metadata tables, the directory walk (a work queue
+//! that enters no directory twice), fragments and file data; zlib or vendor LZMA told apart block
+//! by block. Layout: squashfs-tools' `squashfs_compat.h`, sasquatch and 7-Zip's squashfs handler.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};

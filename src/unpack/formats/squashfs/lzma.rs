@@ -1,10 +1,6 @@
-//! The LZMA block layouts squashfs images use: the standard 13-byte `.lzma` header (squashfs 4,
-//! sqlzma), vendor 5-byte headers without the size (binwalk's `firmware.squashfs`, Broadcom-style
-//! squashfs 2.x) and headerless streams with fixed properties (sasquatch's and 7-Zip's "LZMA spec").
-//!
-//! Each block is classified by its first bytes and decoded through liblzma's `.lzma` decoder over
-//! a rebuilt 13-byte header, into at most `max_out` bytes. Layouts from squashfs-tools' LZMA
-//! wrapper, sasquatch's `lzma_xz_wrapper.c` and 7-Zip's `SquashfsHandler.cpp`.
+//! The LZMA block layouts of squashfs images: the 13-byte `.lzma` header, vendor 5-byte headers
+//! without the size, and headerless streams with fixed properties (lc=3, lp=0, pb=2), decoded by
+//! liblzma into a bounded buffer. Layouts: squashfs-tools, sasquatch and 7-Zip's squashfs handler.
 
 use crate::unpack::UnpackError;
 

@@ -1,15 +1,16 @@
-//! SquashFS. Versions 2 and 3 (both endiannesses, zlib and the vendor LZMA layouts) are read by
-//! our own reader ([`legacy`], [`v2`], [`v3`], [`lzma`]). Version 4 (little-endian, big-endian and AVM's big-endian with little-endian metadata
-//! lengths) is parsed with the backhand crate (superblock, inode and directory tables, fragment
-//! and id tables); file data is decompressed here, in parallel, through the shared budget.
+//! SquashFS. Versions 2 and 3 (both endiannesses, zlib and vendor LZMA) are read by our own
+//! reader (`legacy`, `v2`, `v3`, [`lzma`]); version 4 (little-endian, big-endian and AVM's
+//! big-endian with little-endian metadata lengths) is parsed with the backhand crate (superblock,
+//! inode and directory tables, fragment and id tables); file data is decompressed here, in
+//! parallel, through the shared budget.
 //!
 //! Every compressor reaches backhand through our own [`CompressionAction`] ([`Codecs`]), so its
 //! metadata reads are bounded too and LZO (our own decoder, [`crate::unpack::lzo`]) and LZMA
-//! (lzma-alone streams, liblzma) work without backhand's GPL `lzo` feature. Before backhand sees
-//! an image its superblock is checked against the bytes present and the metadata blocks are
-//! counted, so a lying header cannot make it allocate or loop. Version 4 LZMA blocks may use any of
-//! the vendor layouts [`lzma`] knows. Version 1 is recognised and reported as unsupported. Layout:
-//! squashfs-tools' `squashfs_fs.h` and the kernel's `Documentation/filesystems/squashfs.rst`.
+//! (the standard and the vendor block layouts, [`lzma`]) work without backhand's GPL `lzo`
+//! feature. Before backhand sees an image its superblock is checked against the bytes present and
+//! the metadata blocks are counted, so a lying header cannot make it allocate or loop. Version 1
+//! is recognised and reported as unsupported. Layout: squashfs-tools' `squashfs_fs.h` and the
+//! kernel's `Documentation/filesystems/squashfs.rst`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Cursor;
