@@ -606,3 +606,23 @@ fn truncated_and_bit_flipped_v2_v3_images_never_panic() {
         damage(&std::fs::read(p).unwrap());
     }
 }
+
+#[test]
+fn squashfs3_inode_and_fragment_counts_beyond_the_tables_are_refused() {
+    let img = build(&fixture(), &Sq3Options::default());
+    // The superblock's inode count sits at 4, its fragment count at 55.
+    for at in [4usize, 55] {
+        let mut bad = img.clone();
+        bad[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let started = Instant::now();
+        let tree = unpack_bytes(bad);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let root = tree.root().unwrap();
+        assert_eq!(root.format, Some("squashfs"));
+        assert!(
+            matches!(&root.error, Some(UnpackError::Corrupt(m)) if m.contains("claimed")),
+            "{at}: {:?}",
+            root.error
+        );
+    }
+}

@@ -125,6 +125,17 @@ pub(super) struct DirEntry {
     pub offset: u16,
 }
 
+/// Longest symlink target accepted (Linux's `PATH_MAX`).
+const MAX_TARGET: usize = 4096;
+
+/// A symlink's target of `n` bytes at `off`, refused beyond `PATH_MAX`.
+pub(super) fn symlink_target(f: &Fields<'_>, off: usize, n: usize) -> Result<Vec<u8>, UnpackError> {
+    if n > MAX_TARGET {
+        return Err(corrupt(format!("symlink target of {n} bytes")));
+    }
+    Ok(f.bytes(off, n)?.to_vec())
+}
+
 /// Reads a file inode's block sizes, counted from its size and capped by the bytes present.
 pub(super) fn file_blocks(
     f: &Fields<'_>,
@@ -480,6 +491,16 @@ pub(super) fn unpack(data: &Bytes, endian: Endian, ctx: &Ctx<'_>) -> Result<Unpa
         seen: AtomicU8::new(0),
     };
     let inodes = read_table(&image, &sb, sb.inode_table, sb.dir_table, &blocks, ctx)?;
+    // Every inode takes at least 4 bytes, and mksquashfs writes no fragment block without a
+    // file in it: counts beyond these are lies, refused before anything is allocated for them.
+    if u64::from(sb.inodes) > inodes.data.len() as u64 / 4 || sb.fragments > sb.inodes {
+        return Err(corrupt(format!(
+            "{} inodes and {} fragments claimed, the inode table holds {} bytes",
+            sb.inodes,
+            sb.fragments,
+            inodes.data.len()
+        )));
+    }
     // The directory table ends where the next table starts.
     let frags = read_fragments(&image, &sb, &blocks, ctx)?;
     let dir_end = [sb.frag_table, sb.uid_start, sb.guid_start, sb.bytes_used]
@@ -507,6 +528,7 @@ pub(super) fn unpack(data: &Bytes, endian: Endian, ctx: &Ctx<'_>) -> Result<Unpa
     let mut jobs: Vec<FileJob> = Vec::new();
     let mut job_of_child: Vec<Option<usize>> = Vec::new();
     let mut job_of_inode: HashMap<(u64, u16), usize> = HashMap::new();
+    let mut cache: HashMap<(u64, u16), Inode> = HashMap::new();
     let mut seen_dirs: HashSet<(u64, u16)> = HashSet::from([root_ref]);
     let mut queue: VecDeque<(Vec<u8>, Inode)> = VecDeque::from([(Vec::new(), root)]);
     while let Some((dir_path, dir)) = queue.pop_front() {
@@ -540,18 +562,44 @@ pub(super) fn unpack(data: &Bytes, endian: Endian, ctx: &Ctx<'_>) -> Result<Unpa
         };
         ctx.entries(entries.len() as u64)?;
         for e in entries {
+            ctx.check()?;
             let mut path = dir_path.clone();
             if !path.is_empty() {
                 path.push(b'/');
             }
             path.extend_from_slice(&e.name);
             let key = (u64::from(e.block), e.offset);
-            let inode = match parse(key.0, key.1) {
-                Ok(i) => i,
-                Err(err) => {
-                    children.push(Child::new(path, EntryKind::File, Bytes::new()).with_error(err));
-                    job_of_child.push(None);
-                    continue;
+            // Each inode is parsed once, however many entries name it (hard links, or a hostile
+            // listing naming one inode a million times); a file's block list moves to its job.
+            let inode = if let Some(i) = cache.get(&key) {
+                i.clone()
+            } else {
+                match parse(key.0, key.1) {
+                    Ok(mut i) => {
+                        if let Body::File {
+                            start,
+                            fragment,
+                            size,
+                            blocks,
+                        } = &mut i.body
+                        {
+                            jobs.push(FileJob {
+                                start: *start,
+                                fragment: *fragment,
+                                size: *size,
+                                blocks: std::mem::take(blocks),
+                            });
+                            job_of_inode.insert(key, jobs.len() - 1);
+                        }
+                        cache.insert(key, i.clone());
+                        i
+                    }
+                    Err(err) => {
+                        children
+                            .push(Child::new(path, EntryKind::File, Bytes::new()).with_error(err));
+                        job_of_child.push(None);
+                        continue;
+                    }
                 }
             };
             let type_bits: u32 = match inode.ty {
@@ -599,22 +647,7 @@ pub(super) fn unpack(data: &Bytes, endian: Endian, ctx: &Ctx<'_>) -> Result<Unpa
                         ));
                     }
                 }
-                Body::File {
-                    start,
-                    fragment,
-                    size,
-                    blocks,
-                } => {
-                    job = Some(*job_of_inode.entry(key).or_insert_with(|| {
-                        jobs.push(FileJob {
-                            start,
-                            fragment,
-                            size,
-                            blocks,
-                        });
-                        jobs.len() - 1
-                    }));
-                }
+                Body::File { .. } => job = job_of_inode.get(&key).copied(),
                 Body::Symlink(t) => {
                     child = child.with_meta("target", String::from_utf8_lossy(&t).into_owned());
                 }

@@ -86,7 +86,7 @@ pub(super) fn inode(p: &[u8], e: Endian, block_log: u16) -> Result<(Inode, usize
         }
         3 => {
             let n = usize::from(f.u16(4)?);
-            inode.body = Body::Symlink(f.bytes(6, n)?.to_vec());
+            inode.body = Body::Symlink(super::legacy::symlink_target(&f, 6, n)?);
             6 + n
         }
         4 | 5 => {

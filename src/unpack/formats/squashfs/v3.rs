@@ -81,7 +81,7 @@ pub(super) fn inode(p: &[u8], e: Endian, block_log: u16) -> Result<(Inode, usize
         }
         3 => {
             let n = usize::from(f.u16(16)?);
-            inode.body = Body::Symlink(f.bytes(18, n)?.to_vec());
+            inode.body = Body::Symlink(super::legacy::symlink_target(&f, 18, n)?);
             18 + n
         }
         4 | 5 => {
