@@ -229,6 +229,10 @@ impl Format for Romfs {
                 if !h.checksum_ok {
                     child = child.with_meta("checksum_ok", false);
                 }
+                // A name is one path component: a separator or `..` in it is a hostile image.
+                if path_escapes(&h.name) || h.name.contains(&b'/') {
+                    child = child.with_meta("unsafe_path", true);
+                }
                 children.push(child);
             }
         }
