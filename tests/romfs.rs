@@ -501,6 +501,13 @@ fn romfs_lies_are_reported() {
         node(&tree, "r/etc/Fifteen_chars").meta["checksum_ok"],
         false
     );
+    // A name that is not one path component is flagged (the safe writer refuses it).
+    let mut bad = img.clone();
+    let h = header_of(&bad, b"fifteen_chars");
+    bad[h + 16..h + 24].copy_from_slice(b"../../x\0");
+    reseal(&mut bad);
+    let tree = unpack_bytes(bad, "r");
+    assert_eq!(node(&tree, "r/etc/../../x").meta["unsafe_path"], true);
     // A file claiming more bytes than the image holds is an error on that file.
     let mut bad = img;
     let h = header_of(&bad, b"passwd");
