@@ -25,6 +25,7 @@ pub mod hikvision;
 pub mod lz4;
 pub mod lzma;
 pub mod lzop;
+pub mod romfs;
 pub mod squashfs;
 pub mod tar;
 pub mod uimage;
@@ -78,6 +79,8 @@ pub static FORMATS: &[&dyn Format] = &[
     &cpio::Cpio,
     &squashfs::Squashfs,
     &cramfs::Cramfs,
+    &romfs::Romfs,
+    &romfs::AmbaRomfs,
     &lzop::Lzop,
     &xz::Xz,
     &bzip2::Bzip2,

@@ -1,14 +1,16 @@
-//! SquashFS. Version 4 (little-endian, big-endian and AVM's big-endian with little-endian metadata
-//! lengths) is parsed with the backhand crate (superblock, inode and directory tables, fragment
-//! and id tables); file data is decompressed here, in parallel, through the shared budget.
+//! SquashFS. Versions 2 and 3 (both endiannesses, zlib and vendor LZMA) are read by our own
+//! reader (`legacy`, `v2`, `v3`, [`lzma`]); version 4 (little-endian, big-endian and AVM's
+//! big-endian with little-endian metadata lengths) is parsed with the backhand crate (superblock,
+//! inode and directory tables, fragment and id tables); file data is decompressed here, in
+//! parallel, through the shared budget.
 //!
 //! Every compressor reaches backhand through our own [`CompressionAction`] ([`Codecs`]), so its
 //! metadata reads are bounded too and LZO (our own decoder, [`crate::unpack::lzo`]) and LZMA
-//! (lzma-alone streams, liblzma) work without backhand's GPL `lzo` feature. Before backhand sees
-//! an image its superblock is checked against the bytes present and the metadata blocks are
-//! counted, so a lying header cannot make it allocate or loop. Versions 1–3 and vendor LZMA are
-//! recognised and reported as unsupported, naming the variant. Layout: squashfs-tools'
-//! `squashfs_fs.h` and the kernel's `Documentation/filesystems/squashfs.rst`.
+//! (the standard and the vendor block layouts, [`lzma`]) work without backhand's GPL `lzo`
+//! feature. Before backhand sees an image its superblock is checked against the bytes present and
+//! the metadata blocks are counted, so a lying header cannot make it allocate or loop. Version 1
+//! is recognised and reported as unsupported. Layout: squashfs-tools' `squashfs_fs.h` and the
+//! kernel's `Documentation/filesystems/squashfs.rst`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Cursor;
@@ -21,6 +23,11 @@ use bytes::Bytes;
 use rayon::prelude::*;
 
 use super::{Ctx, Format, Magic};
+
+mod legacy;
+pub mod lzma;
+mod v2;
+mod v3;
 use crate::unpack::bytes::{Endian, Reader};
 use crate::unpack::lzo;
 use crate::unpack::tree::{Child, EntryKind, Unpacked};
@@ -106,20 +113,21 @@ pub fn decompress_block(
                 Err(e) => Err(corrupt(format!("zlib: {e}"))),
             }
         }
-        Compressor::Xz | Compressor::Lzma => {
-            let stream = if compressor == Compressor::Xz {
-                liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0)
-            } else {
-                liblzma::stream::Stream::new_lzma_decoder(LZMA_MEMLIMIT)
-            };
-            let mut stream = stream.map_err(|e| corrupt(format!("lzma: {e}")))?;
+        Compressor::Xz => {
+            let stream = liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0);
+            let mut stream = stream.map_err(|e| corrupt(format!("xz: {e}")))?;
             let mut out = Vec::with_capacity(max_out);
             match stream.process_vec(input, &mut out, liblzma::stream::Action::Finish) {
                 Ok(liblzma::stream::Status::StreamEnd) => Ok(out),
                 Ok(_) if out.len() >= max_out => Err(too_big()),
-                Ok(_) => Err(corrupt("lzma block ends early")),
-                Err(e) => Err(corrupt(format!("lzma: {e}"))),
+                Ok(_) => Err(corrupt("xz block ends early")),
+                Err(e) => Err(corrupt(format!("xz: {e}"))),
             }
+        }
+        // The standard 13-byte header or a vendor layout (5-byte header, or none).
+        Compressor::Lzma => {
+            let dict = u32::try_from(max_out).unwrap_or(u32::MAX);
+            lzma::decode_any(input, max_out, None, dict).map(|(_, out)| out)
         }
         Compressor::Lzo => lzo::decompress(input, max_out),
         Compressor::Lz4 => {
@@ -270,17 +278,22 @@ impl Super {
                 .all(|&t| t == NOT_SET || t < self.bytes_used)
     }
 
-    /// The extent as squashfs pads it: `bytes_used` rounded up to 4 KiB when the padding is there.
+    /// The extent as squashfs pads it.
     fn extent(&self, data: &[u8]) -> u64 {
-        let padded = self.bytes_used.div_ceil(4096).saturating_mul(4096);
-        let pad = usize::try_from(self.bytes_used)
-            .ok()
-            .zip(usize::try_from(padded).ok())
-            .and_then(|(a, b)| data.get(a..b));
-        match pad {
-            Some(p) if p.iter().all(|&b| b == 0) => padded,
-            _ => self.bytes_used,
-        }
+        padded_extent(data, self.bytes_used)
+    }
+}
+
+/// The extent as squashfs pads it: `bytes_used` rounded up to 4 KiB when the padding is there.
+fn padded_extent(data: &[u8], bytes_used: u64) -> u64 {
+    let padded = bytes_used.div_ceil(4096).saturating_mul(4096);
+    let pad = usize::try_from(bytes_used)
+        .ok()
+        .zip(usize::try_from(padded).ok())
+        .and_then(|(a, b)| data.get(a..b));
+    match pad {
+        Some(p) if p.iter().all(|&b| b == 0) => padded,
+        _ => bytes_used,
     }
 }
 
@@ -338,7 +351,8 @@ impl Format for Squashfs {
     fn detect(&self, data: &[u8]) -> bool {
         match version(data) {
             Some((endian, 4, 0)) => Super::parse(data, endian).is_ok_and(|s| s.plausible()),
-            Some((_, 1..=3, minor)) => minor < 100,
+            Some((endian, 2 | 3, _)) => legacy::detect(data, endian),
+            Some((_, 1, minor)) => minor < 100,
             _ => false,
         }
     }
@@ -346,6 +360,9 @@ impl Format for Squashfs {
     fn unpack(&self, data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
         let (endian, major, minor) =
             version(data).ok_or_else(|| corrupt("no squashfs superblock"))?;
+        if matches!(major, 2 | 3) {
+            return legacy::unpack(data, endian, ctx);
+        }
         if major != 4 || minor != 0 {
             if data.len() < 96 {
                 return Err(UnpackError::Truncated(format!(
