@@ -95,57 +95,84 @@ pub fn decompress_block(
     input: &[u8],
     max_out: usize,
 ) -> Result<Vec<u8>, UnpackError> {
+    let mut out = Vec::new();
+    decompress_block_into(compressor, input, max_out, &mut out)?;
+    Ok(out)
+}
+
+/// As [`decompress_block`], appending to `out` (gzip and xz decode straight into its spare
+/// room, so file data is not copied a second time). On error `out` is left as it was.
+pub fn decompress_block_into(
+    compressor: Compressor,
+    input: &[u8],
+    max_out: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), UnpackError> {
+    let start = out.len();
     let too_big = || corrupt(format!("block expands past {max_out} bytes"));
-    match compressor {
+    // gzip and xz fill the vector's spare capacity, which may exceed `max_out` when `out` was
+    // reserved for a whole file: an overlong block is caught by the length check below.
+    let result = match compressor {
         Compressor::Uncompressed => {
             if input.len() > max_out {
-                return Err(too_big());
+                Err(too_big())
+            } else {
+                out.extend_from_slice(input);
+                Ok(())
             }
-            Ok(input.to_vec())
         }
         Compressor::Gzip => {
-            let mut out = Vec::with_capacity(max_out);
+            out.reserve(max_out);
             let mut z = flate2::Decompress::new(true);
-            match z.decompress_vec(input, &mut out, flate2::FlushDecompress::Finish) {
-                Ok(flate2::Status::StreamEnd) => Ok(out),
-                Ok(_) if out.len() >= max_out => Err(too_big()),
+            match z.decompress_vec(input, out, flate2::FlushDecompress::Finish) {
+                Ok(flate2::Status::StreamEnd) => Ok(()),
+                Ok(_) if out.len() - start >= max_out => Err(too_big()),
                 Ok(_) => Err(corrupt("zlib block ends early")),
                 Err(e) => Err(corrupt(format!("zlib: {e}"))),
             }
         }
         Compressor::Xz => {
-            let stream = liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0);
-            let mut stream = stream.map_err(|e| corrupt(format!("xz: {e}")))?;
-            let mut out = Vec::with_capacity(max_out);
-            match stream.process_vec(input, &mut out, liblzma::stream::Action::Finish) {
-                Ok(liblzma::stream::Status::StreamEnd) => Ok(out),
-                Ok(_) if out.len() >= max_out => Err(too_big()),
-                Ok(_) => Err(corrupt("xz block ends early")),
+            out.reserve(max_out);
+            match liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0) {
                 Err(e) => Err(corrupt(format!("xz: {e}"))),
+                Ok(mut stream) => {
+                    match stream.process_vec(input, out, liblzma::stream::Action::Finish) {
+                        Ok(liblzma::stream::Status::StreamEnd) => Ok(()),
+                        Ok(_) if out.len() - start >= max_out => Err(too_big()),
+                        Ok(_) => Err(corrupt("xz block ends early")),
+                        Err(e) => Err(corrupt(format!("xz: {e}"))),
+                    }
+                }
             }
         }
         // The standard 13-byte header or a vendor layout (5-byte header, or none).
         Compressor::Lzma => {
             let dict = u32::try_from(max_out).unwrap_or(u32::MAX);
-            lzma::decode_any(input, max_out, None, dict).map(|(_, out)| out)
+            lzma::decode_any(input, max_out, None, dict).map(|(_, d)| out.extend_from_slice(&d))
         }
-        Compressor::Lzo => lzo::decompress(input, max_out),
+        Compressor::Lzo => lzo::decompress(input, max_out).map(|d| out.extend_from_slice(&d)),
         Compressor::Lz4 => {
-            let mut out = vec![0u8; max_out];
-            let n = lz4_flex::block::decompress_into(input, &mut out)
-                .map_err(|e| corrupt(format!("lz4: {e}")))?;
-            out.truncate(n);
-            Ok(out)
+            let mut buf = vec![0u8; max_out];
+            lz4_flex::block::decompress_into(input, &mut buf)
+                .map_err(|e| corrupt(format!("lz4: {e}")))
+                .map(|n| out.extend_from_slice(buf.get(..n).unwrap_or_default()))
         }
         Compressor::Zstd => {
-            let mut out = Vec::with_capacity(max_out);
-            let mut z =
-                zstd::bulk::Decompressor::new().map_err(|e| corrupt(format!("zstd: {e}")))?;
-            z.decompress_to_buffer(input, &mut out)
-                .map_err(|e| corrupt(format!("zstd: {e}")))?;
-            Ok(out)
+            let mut buf = Vec::with_capacity(max_out);
+            zstd::bulk::Decompressor::new()
+                .and_then(|mut z| z.decompress_to_buffer(input, &mut buf))
+                .map_err(|e| corrupt(format!("zstd: {e}")))
+                .map(|_| out.extend_from_slice(&buf))
         }
+    };
+    if result.is_ok() && out.len() - start > max_out {
+        out.truncate(start);
+        return Err(too_big());
     }
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
 }
 
 /// The decompressors handed to backhand for its metadata reads: every block is bounded to one
@@ -1024,8 +1051,37 @@ fn read_file(
             }
         }
     } else {
-        for s in &spans {
-            write(&mut sink, &block(*s)?)?;
+        // Small files: each block is decoded straight into the file's buffer.
+        for &(pos, size, want) in &spans {
+            if size.size() == 0 {
+                write(&mut sink, &block((pos, size, want))?)?;
+                continue;
+            }
+            ctx.check()?;
+            let want_us = usize::try_from(want).map_err(|_| corrupt("block size"))?;
+            let stored = crate::unpack::bytes::slice(
+                image,
+                pos,
+                u64::from(size.size()),
+                "squashfs data block",
+            )?;
+            let codec = if size.uncompressed() {
+                Compressor::Uncompressed
+            } else {
+                compressor
+            };
+            sink.append_with(|buf: &mut Vec<u8>| {
+                let before = buf.len();
+                decompress_block_into(codec, stored, block_size, buf)?;
+                if buf.len() - before != want_us {
+                    let got = buf.len() - before;
+                    buf.truncate(before);
+                    return Err(corrupt(format!(
+                        "data block at {pos:#x} holds {got} bytes, {want} expected"
+                    )));
+                }
+                Ok(())
+            })?;
         }
     }
     if let Some((index, offset)) = d.fragment {
