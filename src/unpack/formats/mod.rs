@@ -21,6 +21,7 @@ pub mod bzip2;
 pub mod cpio;
 pub mod cramfs;
 pub mod gzip;
+pub mod jffs2;
 pub mod lz4;
 pub mod lzma;
 pub mod lzop;
@@ -76,6 +77,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &cpio::Cpio,
     &squashfs::Squashfs,
     &cramfs::Cramfs,
+    &jffs2::Jffs2,
     &lzop::Lzop,
     &xz::Xz,
     &bzip2::Bzip2,
