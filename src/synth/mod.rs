@@ -1,5 +1,5 @@
 //! The project's own firmware writers: realistic camera images assembled in code — squashfs through
-//! backhand, uImage partitions, Dahua update packages, raw flash dumps and tar.gz updates — for
+//! backhand, JFFS2, uImage partitions, Dahua update packages, raw flash dumps and tar.gz updates — for
 //! `fwsim demo`, the tests and the benchmarks. Everything is generated; nothing is downloaded.
 //!
 //! ```
@@ -16,6 +16,7 @@ pub mod camera;
 pub mod content;
 pub mod dahua;
 pub mod flash;
+pub mod jffs2;
 pub mod squashfs;
 pub mod tarball;
 

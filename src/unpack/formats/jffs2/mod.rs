@@ -63,6 +63,9 @@ pub(crate) struct Scan {
     cleanmarkers: Vec<u32>,
     /// For each of [`ERASE_SIZES`]: whether no node crossed one of its boundaries.
     fits: [bool; ERASE_SIZES.len()],
+    /// For each of [`ERASE_SIZES`]: whether a node started on one of its boundaries right after
+    /// skipped space (0xFF fill or a padding node): the writer moved on to a new block.
+    padded: [bool; ERASE_SIZES.len()],
 }
 
 fn pad4(n: usize) -> usize {
@@ -79,7 +82,10 @@ fn scan(data: &[u8], endian: Endian, ctx: &Ctx<'_>) -> Result<Scan, UnpackError>
         last_end: 0,
         cleanmarkers: Vec::new(),
         fits: [true; ERASE_SIZES.len()],
+        padded: [false; ERASE_SIZES.len()],
     };
+    // Whether space was skipped since the last valid node.
+    let mut skipped = false;
     let limit = u32::try_from(data.len()).unwrap_or(u32::MAX) as usize;
     let data = data.get(..limit).unwrap_or(data);
     let mut pos = 0usize;
@@ -102,7 +108,9 @@ fn scan(data: &[u8], endian: Endian, ctx: &Ctx<'_>) -> Result<Scan, UnpackError>
                     .position(|&b| b != fill)
                     .unwrap_or(data.len() - pos);
                 pos = pos.saturating_add((run & !3).max(4));
+                skipped = true;
             } else {
+                skipped = true;
                 junk += 4;
                 pos += 4;
                 if junk > MAX_JUNK {
@@ -167,20 +175,25 @@ fn scan(data: &[u8], endian: Endian, ctx: &Ctx<'_>) -> Result<Scan, UnpackError>
         // does): its length is covered by the header CRC.
         s.last_end = end;
         junk = 0;
-        for (fits, size) in s.fits.iter_mut().zip(ERASE_SIZES) {
+        for ((fits, padded), size) in s.fits.iter_mut().zip(&mut s.padded).zip(ERASE_SIZES) {
             let size = size as usize;
             if pos / size != (end - 1) / size {
                 *fits = false;
             }
+            if skipped && pos % size == 0 && pos > 0 {
+                *padded = true;
+            }
         }
+        skipped = valid && header.accurate && header.nodetype == nodes::PADDING;
         pos = pad4(end);
     }
     Ok(s)
 }
 
-/// The erase-block size: the spacing of the cleanmarkers when there are several, else the largest
-/// size no node crosses whose rounding past the last node covers only erased bytes. With how it
-/// was found.
+/// The erase-block size, with how it was found: the spacing of the cleanmarkers when there are
+/// several; else the smallest size no node crosses on whose boundaries the writer visibly started
+/// new blocks; else (an upper bound) the largest size no node crosses whose rounding past the last
+/// node covers only erased bytes.
 fn erase_size(data: &[u8], s: &Scan) -> Option<(u32, &'static str)> {
     let gcd = s
         .cleanmarkers
@@ -193,6 +206,15 @@ fn erase_size(data: &[u8], s: &Scan) -> Option<(u32, &'static str)> {
     if ERASE_SIZES.contains(&gcd) {
         return Some((gcd, "cleanmarkers"));
     }
+    let evident = ERASE_SIZES
+        .iter()
+        .zip(s.fits)
+        .zip(s.padded)
+        .find(|&((_, fits), padded)| fits && padded)
+        .map(|((&size, _), _)| size);
+    if let Some(size) = evident {
+        return Some((size, "padded blocks"));
+    }
     ERASE_SIZES
         .iter()
         .zip(s.fits)
@@ -201,10 +223,10 @@ fn erase_size(data: &[u8], s: &Scan) -> Option<(u32, &'static str)> {
         .map(|(&size, _)| size)
         .find(|&size| {
             let end = round_up(s.last_end, size).min(data.len());
-            data.get(s.last_end..end)
+            data.get(pad4(s.last_end).min(end)..end)
                 .is_some_and(|t| t.iter().all(|&b| b == 0xFF) || t.iter().all(|&b| b == 0))
         })
-        .map(|size| (size, "node layout"))
+        .map(|size| (size, "largest consistent"))
 }
 
 fn gcd(a: u32, b: u32) -> u32 {

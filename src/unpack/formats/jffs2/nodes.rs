@@ -31,7 +31,7 @@ pub const DIRENT_LEN: usize = 40;
 /// `struct jffs2_raw_inode` before the data.
 pub const INODE_LEN: usize = 68;
 /// Largest data fragment accepted in one inode node. The kernel writes at most one page (4 KiB,
-/// 64 KiB on some architectures); anything larger is treated as a bad node.
+/// 64 KiB on some architectures); anything larger is treated as a bad node, except holes.
 pub const MAX_NODE_DATA: u32 = 64 * 1024;
 
 /// Compression method ids (`JFFS2_COMPR_*`).
@@ -274,7 +274,9 @@ pub fn inode(node: &[u8], at: u32, endian: Endian) -> Result<Inode, NodeFault> {
     if crc(data) != r32(60)? {
         return Err(NodeFault::DataCrc);
     }
-    if dsize > MAX_NODE_DATA || csize > MAX_NODE_DATA {
+    let compr = *node.get(56).ok_or(NodeFault::Length)?;
+    // Hole nodes (`ZERO`) may span any size: the kernel writes one per extending truncate.
+    if csize > MAX_NODE_DATA || (dsize > MAX_NODE_DATA && compr != compr::ZERO) {
         return Err(NodeFault::TooLarge);
     }
     Ok(Inode {
@@ -289,7 +291,7 @@ pub fn inode(node: &[u8], at: u32, endian: Endian) -> Result<Inode, NodeFault> {
         offset: r32(44)?,
         csize,
         dsize,
-        compr: *node.get(56).ok_or(NodeFault::Length)?,
+        compr,
     })
 }
 
