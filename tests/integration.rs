@@ -15,6 +15,7 @@ mod hash_differential;
 mod hash_golden;
 mod hash_index;
 mod hostile;
+mod jffs2;
 mod safe_output;
 mod squashfs_cramfs;
 mod synth_demo;
