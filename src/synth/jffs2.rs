@@ -395,6 +395,16 @@ impl Writer {
         self.dirent(parent, name, 0, 0);
     }
 
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Whether nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
     /// The image, padded with 0xFF to a whole erase block.
     pub fn finish(mut self) -> Vec<u8> {
         let erase = self.opts.erase_size as usize;

@@ -299,6 +299,11 @@ fn corrupt(method: u8, what: impl std::fmt::Display) -> UnpackError {
     UnpackError::Corrupt(format!("jffs2 {}: {what}", compr::name(method)))
 }
 
+thread_local! {
+    static INFLATE: std::cell::RefCell<flate2::Decompress> =
+        std::cell::RefCell::new(flate2::Decompress::new(true));
+}
+
 /// Decompresses one stored fragment to exactly `dsize` bytes (at most [`MAX_NODE_DATA`]).
 /// `ZERO` fragments are handled by the caller without allocating.
 pub fn decompress(method: u8, stored: &[u8], dsize: u32) -> Result<Vec<u8>, UnpackError> {
@@ -309,8 +314,12 @@ pub fn decompress(method: u8, stored: &[u8], dsize: u32) -> Result<Vec<u8>, Unpa
         compr::RTIME => rtime_decompress(stored, want)?,
         compr::ZLIB => {
             let mut out = Vec::with_capacity(want);
-            let mut z = flate2::Decompress::new(true);
-            match z.decompress_vec(stored, &mut out, flate2::FlushDecompress::Finish) {
+            // One inflater per thread, reset per fragment: an image holds thousands of streams.
+            let status = INFLATE.with_borrow_mut(|z| {
+                z.reset(true);
+                z.decompress_vec(stored, &mut out, flate2::FlushDecompress::Finish)
+            });
+            match status {
                 Ok(flate2::Status::StreamEnd) => {}
                 Ok(_) if out.len() >= want => {
                     return Err(corrupt(method, format!("expands past {want} bytes")));
