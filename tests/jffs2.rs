@@ -428,3 +428,38 @@ fn hostile_images_stop_at_their_limits_with_clear_errors() {
         "{root}"
     );
 }
+
+#[test]
+fn erase_block_summaries_from_sumtool_are_skipped() {
+    let items = fs_images::rootfs(None);
+    let Some(plain) = mkfs_jffs2(&items, &["-b", "-e", "0x4000", "-p"]) else {
+        return;
+    };
+    if !common::tool("sumtool") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_temp(tmp.path(), "plain.jffs2", &plain);
+    let output = tmp.path().join("summed.jffs2");
+    let run = Command::new("sumtool")
+        .arg("-i")
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .args(["-e", "0x4000", "-b", "-p"])
+        .output()
+        .expect("run sumtool");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summed = std::fs::read(&output).unwrap();
+    let plain_tree = unpack(Bytes::from(plain), b"fs.jffs2", &Limits::default());
+    let summed_tree = unpack(Bytes::from(summed), b"fs.jffs2", &Limits::default());
+    let meta = &summed_tree.root().unwrap().format_meta;
+    assert!(meta["summary_nodes"].as_u64().unwrap() > 0, "{meta:?}");
+    assert_eq!(meta["bad_nodes"], 0);
+    assert_eq!(meta["erase_block_size"], 0x4000);
+    assert_eq!(fwsim_listing(&summed_tree), fwsim_listing(&plain_tree));
+}
