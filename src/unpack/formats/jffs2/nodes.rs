@@ -313,7 +313,9 @@ pub fn decompress(method: u8, stored: &[u8], dsize: u32) -> Result<Vec<u8>, Unpa
         compr::ZERO => vec![0; want],
         compr::RTIME => rtime_decompress(stored, want)?,
         compr::ZLIB => {
-            let mut out = Vec::with_capacity(want);
+            // Slack past the expected size keeps the inflater on its fast path to the end (it
+            // needs room for a whole match); an overlong stream still shows as a wrong length.
+            let mut out = Vec::with_capacity(want + 1024);
             // One inflater per thread, reset per fragment: an image holds thousands of streams.
             let status = INFLATE.with_borrow_mut(|z| {
                 z.reset(true);
