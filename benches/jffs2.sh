@@ -3,7 +3,8 @@
 # camera-like ARM binaries, libraries, modules, web UI and configs; zlib, 64 KiB erase blocks).
 #
 # hyperfine times `fwsim unpack --json` (release build, in memory: every file is also hashed and
-# scanned for nested formats) against `jefferson -d OUTDIR` (writes the files to the same tmpfs);
+# scanned for nested formats; `fwsim-depth1` stops after the JFFS2 level, which shows what the
+# reader itself costs) against `jefferson -d OUTDIR` (writes the files to the same tmpfs);
 # then both outputs are compared path by path (size and SHA-256 of every file, symlink targets).
 #
 # Usage: benches/jffs2.sh [WORKDIR]     (default: a fresh folder under /dev/shm)
@@ -33,6 +34,7 @@ echo "tools: jefferson $(python3 -c 'import importlib.metadata as m; print(m.ver
 OUT=$WORK/jefferson-out
 hyperfine --warmup 1 --runs "$RUNS" --style basic --export-json "$WORK/hyperfine.json" \
     -n fwsim "$FWSIM unpack --json --quiet $IMG > /dev/null" \
+    -n fwsim-depth1 "$FWSIM unpack --json --quiet --max-depth 1 $IMG > /dev/null" \
     -n jefferson --prepare "rm -rf $OUT" "jefferson -d $OUT $IMG > /dev/null 2>&1"
 /usr/bin/time -v "$FWSIM" unpack --json --quiet "$IMG" > "$WORK/fwsim.jsonl" 2> "$WORK/fwsim.time"
 
@@ -44,6 +46,9 @@ fw, jf = t["fwsim"], t["jefferson"]
 print(f"speed: fwsim {fw['median']:.3f} s (user {fw['user']:.3f} s), jefferson {jf['median']:.3f} s "
       f"(user {jf['user']:.3f} s) -> fwsim is {jf['median'] / fw['median']:.1f}x faster (medians), "
       f"{(jf['user'] + jf['system']) / (fw['user'] + fw['system']):.1f}x less CPU")
+d1 = t["fwsim-depth1"]
+print(f"       fwsim --max-depth 1 {d1['median']:.3f} s (user {d1['user']:.3f} s) -> "
+      f"{jf['median'] / d1['median']:.1f}x faster, {(jf['user'] + jf['system']) / (d1['user'] + d1['system']):.1f}x less CPU")
 rss = next(int(l.split(":")[1]) for l in open(os.path.join(work, "fwsim.time")) if "Maximum resident" in l)
 print(f"memory: fwsim peak RSS {rss / 1024:.0f} MiB")
 ours = {}
