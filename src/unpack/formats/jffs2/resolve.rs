@@ -259,8 +259,10 @@ pub(crate) fn resolve(image: &[u8], s: &Scan, ctx: &Ctx<'_>) -> Result<Resolved,
             S_IFLNK => EntryKind::Symlink { target: Vec::new() },
             _ => EntryKind::Device,
         };
+        // A file's bytes are scattered over its fragments: no single offset, but where its name
+        // was written.
         let mut child = Child::new(r.path.clone(), kind, Bytes::new())
-            .with_offset(u64::from(d.at))
+            .with_meta("dirent_offset", d.at)
             .with_meta("ino", d.ino);
         if let Some(n) = node {
             child = child
