@@ -16,6 +16,7 @@ mod hash_golden;
 mod hash_index;
 mod hikvision;
 mod hostile;
+mod jffs2;
 mod romfs;
 mod safe_output;
 mod squashfs_cramfs;

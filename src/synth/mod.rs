@@ -1,7 +1,7 @@
 //! The project's own firmware writers: realistic camera images assembled in code — squashfs through
-//! backhand, uImage partitions, Dahua and Hikvision update packages, raw flash dumps, tar.gz
-//! updates, romfs and squashfs 3 — for `fwsim demo`, the tests and the benchmarks. Everything is
-//! generated; nothing is downloaded.
+//! backhand, JFFS2, uImage partitions, Dahua and Hikvision update packages, raw flash dumps,
+//! tar.gz updates, romfs and squashfs 3 — for `fwsim demo`, the tests and the benchmarks.
+//! Everything is generated; nothing is downloaded.
 //!
 //! ```
 //! use fwsim::synth::{Firmware, Options};
@@ -18,6 +18,7 @@ pub mod content;
 pub mod dahua;
 pub mod flash;
 pub mod hikvision;
+pub mod jffs2;
 pub mod romfs;
 pub mod squashfs;
 pub mod squashfs3;

@@ -22,6 +22,7 @@ pub mod cpio;
 pub mod cramfs;
 pub mod gzip;
 pub mod hikvision;
+pub mod jffs2;
 pub mod lz4;
 pub mod lzma;
 pub mod lzop;
@@ -81,6 +82,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &cramfs::Cramfs,
     &romfs::Romfs,
     &romfs::AmbaRomfs,
+    &jffs2::Jffs2,
     &lzop::Lzop,
     &xz::Xz,
     &bzip2::Bzip2,
