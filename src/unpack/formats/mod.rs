@@ -26,6 +26,8 @@ pub mod lzma;
 pub mod lzop;
 pub mod squashfs;
 pub mod tar;
+pub mod ubi;
+pub mod ubifs;
 pub mod uimage;
 pub mod xz;
 pub mod zip;
@@ -76,6 +78,8 @@ pub static FORMATS: &[&dyn Format] = &[
     &cpio::Cpio,
     &squashfs::Squashfs,
     &cramfs::Cramfs,
+    &ubi::Ubi,
+    &ubifs::Ubifs,
     &lzop::Lzop,
     &xz::Xz,
     &bzip2::Bzip2,
