@@ -18,6 +18,8 @@ pub mod dahua;
 pub mod flash;
 pub mod squashfs;
 pub mod tarball;
+pub mod ubi;
+pub mod ubifs;
 
 pub use camera::{Brand, Firmware, Options, Partition, Payload};
 pub use content::{Entry, EntryData, Rootfs};

@@ -281,6 +281,10 @@ struct Leaves {
     inodes: HashMap<u64, Inode>,
     dents: Vec<Dent>,
     blocks: HashMap<u64, Vec<Block>>,
+    /// Leaves that could not be read, by the key their branch states: inode nodes, and data
+    /// blocks by inode.
+    bad_inodes: HashSet<u64>,
+    bad_blocks: HashMap<u64, Vec<u32>>,
     index_nodes: u64,
     bad_nodes: u64,
     xattr_entries: u64,
@@ -291,8 +295,8 @@ struct Leaves {
 enum Target {
     /// An index node, at the stated level (unknown for the root).
     Index(Option<u16>),
-    /// A leaf node.
-    Leaf,
+    /// A leaf node, with the key its branch states (inode number, type and block or hash).
+    Leaf(u32, u32),
 }
 
 /// Walks the index B-tree from the root. A node reached twice (a cycle or a shared subtree), a
@@ -349,8 +353,19 @@ fn walk(
         let (at, n) = match (read, target) {
             (Ok(ok), _) => ok,
             (Err(e), Target::Index(_)) => return (leaves, Some(e)),
-            (Err(_), Target::Leaf) => {
+            (Err(_), Target::Leaf(inum, word)) => {
                 leaves.bad_nodes += 1;
+                match word >> 29 {
+                    KEY_INO => {
+                        leaves.bad_inodes.insert(u64::from(inum));
+                    }
+                    KEY_DATA => leaves
+                        .bad_blocks
+                        .entry(u64::from(inum))
+                        .or_default()
+                        .push(word & KEY_BLOCK_MASK),
+                    _ => {}
+                }
                 continue;
             }
         };
@@ -384,14 +399,14 @@ fn walk(
                     );
                 }
                 leaves.index_nodes += 1;
-                let child = if level == 0 {
-                    Target::Leaf
-                } else {
-                    Target::Index(Some(level - 1))
-                };
                 // Pushed in reverse so the walk visits branches in key order.
                 for i in (0..count).rev() {
                     let b = IDX_NODE_LEN + i * branch_len;
+                    let child = if level == 0 {
+                        Target::Leaf(le32(n.bytes, b + 12), le32(n.bytes, b + 16))
+                    } else {
+                        Target::Index(Some(level - 1))
+                    };
                     stack.push((
                         le32(n.bytes, b),
                         le32(n.bytes, b + 4),
@@ -400,7 +415,7 @@ fn walk(
                     ));
                 }
             }
-            Target::Leaf => leaf(&n, at, &mut leaves),
+            Target::Leaf(..) => leaf(&n, at, &mut leaves),
         }
     }
     (leaves, None)
@@ -548,6 +563,8 @@ fn assemble(img: &Bytes, leaves: Leaves, ctx: &Ctx<'_>) -> Result<(Vec<Child>, u
         inodes,
         dents,
         mut blocks,
+        bad_inodes,
+        mut bad_blocks,
         ..
     } = leaves;
     let mut by_parent: HashMap<u64, Vec<Dent>> = HashMap::new();
@@ -582,7 +599,11 @@ fn assemble(img: &Bytes, leaves: Leaves, ctx: &Ctx<'_>) -> Result<(Vec<Child>, u
                 children.push(
                     Child::file(path, Bytes::new())
                         .with_meta("inum", d.inum)
-                        .with_error(corrupt(format!("inode {} is not in the index", d.inum))),
+                        .with_error(corrupt(if bad_inodes.contains(&d.inum) {
+                            format!("inode {} is unreadable (bad node)", d.inum)
+                        } else {
+                            format!("inode {} is not in the index", d.inum)
+                        })),
                 );
                 continue;
             };
@@ -645,16 +666,27 @@ fn assemble(img: &Bytes, leaves: Leaves, ctx: &Ctx<'_>) -> Result<(Vec<Child>, u
             children.push(child);
         }
     }
-    let work: Vec<(usize, &Inode, Vec<Block>)> = jobs
+    let work: Vec<(usize, &Inode, Vec<Block>, Vec<u32>)> = jobs
         .into_iter()
         .filter_map(|(i, inum)| {
             let ino = inodes.get(&inum)?;
-            Some((i, ino, blocks.remove(&inum).unwrap_or_default()))
+            Some((
+                i,
+                ino,
+                blocks.remove(&inum).unwrap_or_default(),
+                bad_blocks.remove(&inum).unwrap_or_default(),
+            ))
         })
         .collect();
     let contents: Vec<(usize, FileResult)> = work
         .into_par_iter()
-        .map(|(i, ino, blocks)| (i, read_file(img, ino, blocks, ctx)))
+        .map(|(i, ino, blocks, bad)| {
+            let mut read = read_file(img, ino, blocks, ctx);
+            if let (Ok((_, error @ None)), Some(b)) = (&mut read, bad.iter().min()) {
+                *error = Some(corrupt(format!("block {b} is unreadable (bad node)")));
+            }
+            (i, read)
+        })
         .collect();
     for (i, content) in contents {
         let Some(child) = children.get_mut(i) else {
