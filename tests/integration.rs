@@ -18,4 +18,5 @@ mod hostile;
 mod safe_output;
 mod squashfs_cramfs;
 mod synth_demo;
+mod ubi;
 mod unpack_basics;

@@ -318,7 +318,12 @@ pub fn build(root: &Rootfs, opts: &Options) -> Result<Vec<u8>, SynthError> {
         let inum = next;
         next += 1;
         let (parent, name) = parent_of(&d.path, &inums)?;
-        let dev = (d.minor & 0xFF) | (d.major << 8) | ((d.minor & !0xFF) << 12);
+        // 8 bytes, glibc's `makedev` encoding, as `mkfs.ubifs` writes devices.
+        let (major, minor) = (u64::from(d.major), u64::from(d.minor));
+        let dev = (minor & 0xFF)
+            | ((major & 0xFFF) << 8)
+            | ((minor & !0xFF) << 12)
+            | ((major & !0xFFF) << 32);
         let (ty, itype) = if d.char {
             (S_IFCHR, ITYPE_CHR)
         } else {

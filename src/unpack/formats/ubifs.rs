@@ -548,11 +548,16 @@ fn compression_name(c: u16) -> String {
     }
 }
 
-/// `major,minor` of a device number as UBIFS stores it (`new_encode_dev`, 4 or 8 bytes).
+/// `major,minor` of a device number as UBIFS stores it: 4 bytes (the kernel's `new_encode_dev`)
+/// or 8 (`mkfs.ubifs`, glibc's `makedev`; the same bits for small numbers).
 fn device_string(data: &[u8]) -> String {
-    let dev = le32(data, 0);
-    let major = (dev & 0xFFF00) >> 8;
-    let minor = (dev & 0xFF) | ((dev >> 12) & 0xFFF00);
+    let dev = if data.len() >= 8 {
+        le64(data, 0)
+    } else {
+        u64::from(le32(data, 0))
+    };
+    let major = ((dev >> 8) & 0xFFF) | ((dev >> 32) & !0xFFF);
+    let minor = (dev & 0xFF) | ((dev >> 12) & 0xFFFF_FF00);
     format!("{major},{minor}")
 }
 
