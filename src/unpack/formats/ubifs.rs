@@ -3,7 +3,6 @@
 //! node CRCs checked. Layouts from Linux `fs/ubifs/ubifs-media.h`; extraction as ubi_reader does.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Write;
 
 use bytes::Bytes;
 use rayon::prelude::*;
@@ -712,63 +711,52 @@ fn assemble(img: &Bytes, leaves: Leaves, ctx: &Ctx<'_>) -> Result<(Vec<Child>, u
 /// A file's bytes and the first block that failed, or why the file could not be read at all.
 type FileResult = Result<(Vec<u8>, Option<UnpackError>), UnpackError>;
 
-/// Zeros for holes.
-static ZEROS: [u8; BLOCK_SIZE] = [0u8; BLOCK_SIZE];
-
-/// One file: its blocks in order, holes and the tail up to the inode's size as zeros. A block that
-/// cannot be decoded reads as zeros and the first such failure is returned beside the data.
+/// One file: its blocks in order, holes and the tail up to the inode's size as zeros. The size is
+/// checked against the per-file limit and accounted (total output, the blob's expansion ratio)
+/// before its buffer is allocated; each block then decodes in place. A block that cannot be decoded
+/// reads as zeros and the first such failure is returned beside the data.
 fn read_file(img: &[u8], ino: &Inode, mut blocks: Vec<Block>, ctx: &Ctx<'_>) -> FileResult {
     ctx.claimed_size(ino.size)?;
-    let size = ino.size;
-    let mut sink = ctx.sink(img.len() as u64);
-    sink.reserve_claimed(size);
-    let io = |e: std::io::Error| UnpackError::from_io(&e, "ubifs file");
+    let size = usize::try_from(ino.size).map_err(|_| corrupt("file size beyond memory"))?;
+    ctx.output(ino.size)?;
+    let mut file = vec![0u8; size];
     blocks.sort_unstable_by_key(|b| b.block);
     let mut decoder = Decoder::default();
-    let mut buf = [0u8; BLOCK_SIZE];
-    let mut pos = 0u64;
+    let mut tail = [0u8; BLOCK_SIZE];
     let mut error = None;
+    let mut last = None;
     for b in blocks {
         ctx.check()?;
-        let start = u64::from(b.block) * BLOCK_SIZE as u64;
-        if start >= size {
-            break;
-        }
-        if start < pos {
+        if last == Some(b.block) {
             continue;
         }
-        write_zeros(&mut sink, start - pos).map_err(io)?;
-        let payload = img.get(b.start..b.start + b.len).unwrap_or_default();
-        let n = match decoder.decode(b, payload, &mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                error.get_or_insert(e);
-                0
-            }
+        last = Some(b.block);
+        let start = (b.block as usize).saturating_mul(BLOCK_SIZE);
+        let Some(dest) = file.get_mut(start..size.min(start.saturating_add(BLOCK_SIZE))) else {
+            break;
         };
-        let take = (n as u64).min(size - start) as usize;
-        sink.write_all(buf.get(..take).unwrap_or_default())
-            .map_err(io)?;
-        pos = start + take as u64;
+        let payload = img.get(b.start..b.start + b.len).unwrap_or_default();
+        let decoded = if dest.len() == BLOCK_SIZE {
+            decoder.decode(b, payload, dest)
+        } else {
+            // The last, partial block: decode aside, keep what the size covers.
+            decoder.decode(b, payload, &mut tail).inspect(|&n| {
+                let k = n.min(dest.len());
+                dest.get_mut(..k)
+                    .unwrap_or_default()
+                    .copy_from_slice(tail.get(..k).unwrap_or_default());
+            })
+        };
+        if let Err(e) = decoded {
+            dest.fill(0);
+            error.get_or_insert(e);
+        }
     }
-    write_zeros(&mut sink, size.saturating_sub(pos)).map_err(io)?;
-    Ok((sink.into_inner(), error))
+    Ok((file, error))
 }
 
-fn write_zeros(sink: &mut impl Write, mut n: u64) -> std::io::Result<()> {
-    while n > 0 {
-        let k = n.min(BLOCK_SIZE as u64) as usize;
-        sink.write_all(ZEROS.get(..k).unwrap_or_default())?;
-        n -= k as u64;
-    }
-    Ok(())
-}
-
-/// Decoders for one file's blocks. Every block is at most [`BLOCK_SIZE`] bytes by format, so
-/// each decodes into a fixed buffer and cannot expand further; the file's [`Sink`] accounts
-/// for what is kept.
-///
-/// [`Sink`]: crate::unpack::limits::Sink
+/// Decoders for one file's blocks. Every block is at most [`BLOCK_SIZE`] bytes by format and
+/// decodes into a [`BLOCK_SIZE`] slice of the file, so no block can expand further than that.
 #[derive(Default)]
 struct Decoder {
     inflate: Option<flate2::Decompress>,
@@ -776,12 +764,7 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn decode(
-        &mut self,
-        b: Block,
-        payload: &[u8],
-        out: &mut [u8; BLOCK_SIZE],
-    ) -> Result<usize, UnpackError> {
+    fn decode(&mut self, b: Block, payload: &[u8], out: &mut [u8]) -> Result<usize, UnpackError> {
         let want = b.size as usize;
         if want > BLOCK_SIZE {
             return Err(corrupt(format!(
@@ -832,7 +815,7 @@ impl Decoder {
                     .zstd
                     .as_mut()
                     .ok_or_else(|| corrupt("zstd decoder unavailable"))?;
-                z.decompress_to_buffer(payload, out.as_mut_slice())
+                z.decompress_to_buffer(payload, out)
                     .map_err(|e| corrupt(format!("zstd block {}: {e}", b.block)))?
             }
             other => {
