@@ -658,6 +658,29 @@ fn write_folder(root: &Rootfs, dir: &Path) {
     }
 }
 
+/// Checks the name hash in the key of every directory-entry node `mkfs.ubifs` wrote against our
+/// writer's `r5_hash`; returns how many were checked.
+fn dent_hashes_match(img: &[u8]) -> usize {
+    let mut checked = 0;
+    for at in (0..img.len() - 56).step_by(8) {
+        if img[at..at + 4] != [0x31, 0x18, 0x10, 0x06] || img[at + 20] != 2 {
+            continue;
+        }
+        let word = u32::from_le_bytes(img[at + 28..at + 32].try_into().unwrap());
+        let nlen = u16::from_le_bytes(img[at + 50..at + 52].try_into().unwrap()) as usize;
+        let name = &img[at + 56..at + 56 + nlen];
+        assert_eq!(word >> 29, 2);
+        assert_eq!(
+            word & 0x1FFF_FFFF,
+            ubifs_writer::r5_hash(name),
+            "{}",
+            String::from_utf8_lossy(name)
+        );
+        checked += 1;
+    }
+    checked
+}
+
 #[test]
 fn mkfs_ubifs_and_ubinize_images_round_trip() {
     if !common::tool("mkfs.ubifs") || !common::tool("ubinize") {
@@ -693,7 +716,9 @@ fn mkfs_ubifs_and_ubinize_images_round_trip() {
             .status()
             .unwrap();
         assert!(status.success(), "ubinize");
-        let tree = unpack_vec(std::fs::read(&fs).unwrap(), "fs.ubifs");
+        let image = std::fs::read(&fs).unwrap();
+        assert!(dent_hashes_match(&image) > 10, "{comp}");
+        let tree = unpack_vec(image, "fs.ubifs");
         assert_eq!(tree.root().unwrap().format, Some("ubifs"), "{comp}");
         assert!(tree.errors().next().is_none(), "{comp}");
         assert_eq!(fs_listing(&tree, "fs.ubifs", "ubifs"), want, "{comp}");

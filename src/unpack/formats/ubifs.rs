@@ -833,3 +833,39 @@ impl Decoder {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_numbers_decode_in_both_encodings() {
+        // The kernel's 4-byte `new_encode_dev(MKDEV(5, 1))`.
+        assert_eq!(device_string(&[0x01, 0x05, 0, 0]), "5,1");
+        // glibc's 8-byte `makedev(259, 70000)` = 0x11110370, as mkfs.ubifs writes it.
+        assert_eq!(
+            device_string(&[0x70, 0x03, 0x11, 0x11, 0, 0, 0, 0]),
+            "259,70000"
+        );
+    }
+
+    #[test]
+    fn only_a_superblock_with_a_good_crc_is_detected() {
+        let mut sb = vec![0u8; SB_NODE_LEN];
+        sb[..4].copy_from_slice(&NODE_MAGIC);
+        sb[16..20].copy_from_slice(&(SB_NODE_LEN as u32).to_le_bytes());
+        sb[20] = node::SB;
+        sb[36..40].copy_from_slice(&126_976u32.to_le_bytes());
+        sb[40..44].copy_from_slice(&20u32.to_le_bytes());
+        let crc = crc32(&sb[8..]);
+        sb[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert!(Ubifs.detect(&sb));
+        let mut bad = sb.clone();
+        bad[100] = 1;
+        assert!(!Ubifs.detect(&bad), "CRC mismatch");
+        let mut other = sb.clone();
+        other[20] = node::INO;
+        assert!(!Ubifs.detect(&other), "not a superblock");
+        assert!(!Ubifs.detect(&sb[..100]), "truncated");
+    }
+}
