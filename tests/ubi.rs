@@ -511,6 +511,42 @@ fn huge_claimed_sizes_stop_at_the_file_limit() {
 }
 
 #[test]
+fn a_leb_number_far_past_the_data_stops_at_a_limit() {
+    let g = Geometry::default();
+    let data = vec![b'd'; 1000];
+    for (lnum, name) in [(1_000_000u32, "file size"), (3_000, "expansion ratio")] {
+        let mut img = ubi_writer::build(&[Volume::dynamic(0, "v", data.clone())], &g).unwrap();
+        let vid = Vid {
+            vol_type: 1,
+            vol_id: 0,
+            lnum,
+            sqnum: 9,
+            ..Vid::default()
+        };
+        img.extend_from_slice(&ubi_writer::peb(&g, 0, &vid, &data));
+        // The volume table says 1 PEB: the reader drops the LEB as out of range.
+        let tree = unpack_vec(img.clone(), "v.ubi");
+        assert_eq!(tree.root().unwrap().format_meta["out_of_range_pebs"], 1);
+        // Without a volume table entry the LEB number stands, and a limit stops the volume.
+        let mut no_table = img.clone();
+        no_table.drain(..2 * 131072);
+        let tree = unpack_vec(no_table, "v.ubi");
+        let v = tree.find("v.ubi/vol0").unwrap();
+        assert!(
+            matches!(
+                v.error,
+                Some(UnpackError::Limit(
+                    LimitError::FileBytes { .. } | LimitError::Ratio { .. }
+                ))
+            ),
+            "{name}: {:?}",
+            v.error
+        );
+        assert!(v.data.is_empty());
+    }
+}
+
+#[test]
 fn truncated_and_bit_flipped_images_never_panic() {
     let mut root = sample_tree();
     root.dir("dev", 0o755);

@@ -521,8 +521,13 @@ fn volume<'a>(
     } else {
         lebs.keys().next_back().map_or(0, |l| l.saturating_add(1))
     };
+    // The whole volume is accounted (size limit, total output, the image's expansion ratio)
+    // before anything is allocated: a LEB number far past the data cannot make us fill gigabytes.
     let total = u64::from(count).saturating_mul(leb_size as u64);
-    if let Err(e) = ctx.claimed_size(total) {
+    if let Err(e) = ctx.claimed_size(total).and_then(|()| ctx.output(total)) {
+        if super::squashfs::is_global(&e) {
+            return Err(e);
+        }
         return Ok(child.with_error(e));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(total).unwrap_or(0).min(1 << 30));
@@ -535,7 +540,6 @@ fn volume<'a>(
                     "static volume {vol_id}: LEB {lnum} missing"
                 )));
             }
-            ctx.output(leb_size as u64)?;
             bytes.resize(bytes.len() + leb_size, 0xFF);
             continue;
         };
@@ -549,7 +553,6 @@ fn volume<'a>(
         } else {
             leb.get(..leb_size).unwrap_or_default()
         };
-        ctx.output(part.len() as u64)?;
         bytes.extend_from_slice(part);
     }
     if vol_type == VOLUME_STATIC {
