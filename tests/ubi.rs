@@ -573,6 +573,33 @@ fn truncated_and_bit_flipped_images_never_panic() {
         }
         let _ = unpack_vec(bad, "flip.ubifs");
     }
+    // Flips inside UBIFS nodes with their CRC recomputed, so the parsers see hostile fields.
+    let nodes: Vec<usize> = (0..fs.len() - 24)
+        .step_by(8)
+        .filter(|&at| fs[at..at + 4] == [0x31, 0x18, 0x10, 0x06])
+        .collect();
+    for _ in 0..150 {
+        let mut bad = fs.clone();
+        let at = nodes[rng.below(nodes.len() as u64) as usize];
+        let len = u32::from_le_bytes(bad[at + 16..at + 20].try_into().unwrap()) as usize;
+        let i = at + 8 + rng.below((len - 8) as u64) as usize;
+        bad[i] ^= 1 << rng.below(8);
+        if i >= at + 16 && i < at + 20 {
+            continue; // a changed length would make the CRC cover other bytes
+        }
+        reseal(&mut bad, at);
+        let _ = unpack_vec(bad, "resealed.ubifs");
+    }
+    // Flips in the UBI headers (the first 4 KiB of each PEB), recomputing no CRC.
+    for _ in 0..30 {
+        let mut bad = img.clone();
+        for _ in 0..4 {
+            let peb = rng.below((bad.len() / 131072) as u64) as usize;
+            let i = peb * 131072 + rng.below(4096) as usize;
+            bad[i] ^= 1 << rng.below(8);
+        }
+        let _ = unpack_vec(bad, "flip.ubi");
+    }
 }
 
 const SAMPLES: &str = "fkie-cad__fact_extractor/fact_extractor/plugins/unpacking/ubi/test/data";
