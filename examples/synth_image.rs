@@ -1,7 +1,7 @@
 //! Writes benchmark images with fwsim's own writers: a Dahua-style update (`camera.bin`), the same
-//! members as a plain ZIP (`camera.zip`), a raw flash dump (`flash.bin`) and a tar.gz update
-//! (`update.tgz`) of one camera firmware, plus `partitions.tsv` (where each partition sits in the
-//! flash dump). Used by `benches/peers.sh`.
+//! members as a plain ZIP (`camera.zip`), a raw flash dump (`flash.bin`), a tar.gz update
+//! (`update.tgz`) and a Hikvision `digicap.dav` of one camera firmware, plus `partitions.tsv`
+//! (where each partition sits in the flash dump). Used by `benches/peers.sh`.
 //!
 //! `cargo run --release --example synth_image -- OUT_DIR [--size-percent N]
 //! [--host-elfs DIR]... [--host-elf-mib N]`
@@ -57,6 +57,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(out.join("flash.bin"), &flash)?;
     let tgz = fw.tar_gz()?;
     std::fs::write(out.join("update.tgz"), &tgz)?;
+    std::fs::write(out.join("digicap.dav"), fw.hikvision_dav()?)?;
     let mut tsv = String::from("partition\toffset\tlength\n");
     for p in &placed {
         tsv.push_str(&format!("{}\t{:#x}\t{}\n", p.name, p.offset, p.len));

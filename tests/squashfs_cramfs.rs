@@ -1,7 +1,7 @@
 //! squashfs and cramfs: round trips through backhand's writer, `mksquashfs` and fwsim's cramfs
 //! writer; every real v4 squashfs and cramfs sample listed exactly as `unsquashfs -lls` and
-//! `fsck.cramfs -v --extract` list it; superblock-only copies, old and vendor variants, truncated
-//! and bit-flipped images.
+//! `fsck.cramfs -v --extract` list it; superblock-only copies, truncated and bit-flipped images.
+//! Versions 2 and 3 and vendor LZMA are tested in `squashfs_legacy`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -389,55 +389,6 @@ fn eos_superblock_copies_are_reported_truncated() {
             }
             other => panic!("{rel}: expected truncated, got {other:?}"),
         }
-    }
-}
-
-#[test]
-fn old_and_vendor_squashfs_variants_are_unsupported_by_name() {
-    let cases = [
-        (
-            "ReFirmLabs__binwalk/tests/inputs/squashfs_v2.bin",
-            "squashfs 2.0 big-endian (lzma)",
-        ),
-        (
-            "ReFirmLabs__binwalk/testing/tests/input-vectors/firmware.squashfs",
-            "squashfs 4.0 little-endian (vendor lzma)",
-        ),
-        (
-            "fkie-cad__fact_extractor/fact_extractor/plugins/unpacking/squashFS/test/data/zlib_le.sqfs3",
-            "squashfs 3.1 little-endian (zlib)",
-        ),
-        (
-            "fkie-cad__fact_extractor/fact_extractor/plugins/unpacking/squashFS/test/data/zlib_be.sqfs3",
-            "squashfs 3.1 big-endian (zlib)",
-        ),
-        (
-            "fkie-cad__fact_extractor/fact_extractor/plugins/unpacking/squashFS/test/data/lzma1_be.sqfs3",
-            "squashfs 3.76 big-endian (lzma)",
-        ),
-        (
-            "fkie-cad__fact_extractor/fact_extractor/plugins/unpacking/squashFS/test/data/lzma1_le.sqfs3",
-            "squashfs 3.76 little-endian (lzma)",
-        ),
-        (
-            "fkie-cad__fact_extractor/fact_extractor/plugins/unpacking/squashFS/test/data/lzma_le.sqfs2",
-            "squashfs 2.76 little-endian (lzma)",
-        ),
-        (
-            "fkie-cad__fact_extractor/fact_extractor/plugins/unpacking/squashFS/test/data/lzma_be.sqfs2",
-            "squashfs 2.76 big-endian (lzma)",
-        ),
-    ];
-    for (rel, variant) in cases {
-        let Some(p) = sample(rel) else { return };
-        let tree = unpack_bytes(std::fs::read(&p).unwrap(), "img");
-        let root = tree.root().unwrap();
-        assert_eq!(root.format, Some("squashfs"), "{rel}");
-        assert_eq!(
-            root.error,
-            Some(UnpackError::Unsupported(variant.to_owned())),
-            "{rel}"
-        );
     }
 }
 

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::SynthError;
 use super::content::{self, ElfKind, Rng, Rootfs, arm_elf};
 use super::squashfs::{self, Compression};
-use super::{dahua, flash, tarball};
+use super::{dahua, flash, hikvision, tarball};
 use crate::unpack::formats::uimage;
 
 /// Who the firmware claims to come from: the strings a rebrand changes.
@@ -668,6 +668,34 @@ impl Firmware {
             0x1_0000,
             Some(need.next_power_of_two().max(0x10_0000)),
         )
+    }
+
+    /// A Hikvision `digicap.dav` of this camera: an `_cfgUpgClass` list, the kernel as `uImage`
+    /// (the uImage partition), the root filesystem as `hroot.img` and the user partition as
+    /// `app.img` (their bare squashfs images), behind an obfuscated header with checksums.
+    pub fn hikvision_dav(&self) -> Result<Vec<u8>, SynthError> {
+        hikvision::Package::digicap(self.hikvision_files()?).build()
+    }
+
+    /// The files [`Firmware::hikvision_dav`] packs, in package order.
+    pub fn hikvision_files(&self) -> Result<Vec<hikvision::PackageFile>, SynthError> {
+        let part = |file: &str| {
+            self.partition(file)
+                .ok_or_else(|| SynthError::Invalid(format!("no partition {file}")))
+        };
+        let kernel = part("kernel.img")?;
+        let root = part("romfs-x.squashfs.img")?;
+        let user = part("user-x.squashfs.img")?;
+        let class = format!(
+            "[upgrade]\nproduct={}\nversion={}\nfiles=uImage,hroot.img,app.img\n",
+            self.brand.product, self.brand.version
+        );
+        Ok(vec![
+            hikvision::PackageFile::new("_cfgUpgClass", class),
+            hikvision::PackageFile::new("uImage", kernel.uimage.clone()),
+            hikvision::PackageFile::new("hroot.img", root.payload.bytes()),
+            hikvision::PackageFile::new("app.img", user.payload.bytes()),
+        ])
     }
 
     /// A tar.gz update holding every partition image under its package file name.

@@ -1,6 +1,7 @@
 //! The project's own firmware writers: realistic camera images assembled in code — squashfs through
-//! backhand, uImage partitions, Dahua update packages, raw flash dumps and tar.gz updates — for
-//! `fwsim demo`, the tests and the benchmarks. Everything is generated; nothing is downloaded.
+//! backhand, uImage partitions, Dahua and Hikvision update packages, raw flash dumps, tar.gz
+//! updates, romfs and squashfs 3 — for `fwsim demo`, the tests and the benchmarks. Everything is
+//! generated; nothing is downloaded.
 //!
 //! ```
 //! use fwsim::synth::{Firmware, Options};
@@ -16,7 +17,10 @@ pub mod camera;
 pub mod content;
 pub mod dahua;
 pub mod flash;
+pub mod hikvision;
+pub mod romfs;
 pub mod squashfs;
+pub mod squashfs3;
 pub mod tarball;
 pub mod ubi;
 pub mod ubifs;

@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 use bytes::Bytes;
+use rayon::prelude::*;
 
 use super::UnpackError;
 use super::formats::{Ctx, FORMATS};
@@ -111,6 +112,11 @@ pub struct Region {
     pub format: &'static str,
     /// Its entries, or why it could not be unpacked.
     pub result: Result<Unpacked, UnpackError>,
+    /// Its bytes: `len` bytes from `offset`, or, for a failed region (whose extent is unknown),
+    /// up to the next region or the end of the blob. Set when the analysis is `Carved`.
+    pub data: Bytes,
+    /// SHA-256 of `data`, computed with the other regions' in parallel. Set with `data`.
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// What the engine learned about one blob.
@@ -246,6 +252,8 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
                         len,
                         format: format.name(),
                         result: Ok(u),
+                        data: Bytes::new(),
+                        sha256: None,
                     });
                     cursor = first
                         .start
@@ -296,6 +304,8 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
                     len: 0,
                     format,
                     result: Err(e),
+                    data: Bytes::new(),
+                    sha256: None,
                 });
             }
         }
@@ -328,11 +338,43 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
     if regions.is_empty() && stopped.is_none() {
         return Analysis::Leaf { gaps };
     }
+    attach_bytes(data, &mut regions);
     Analysis::Carved {
         regions,
         gaps,
         stopped,
     }
+}
+
+/// Gives every region its bytes and their SHA-256, hashing the regions in parallel (the engine
+/// would otherwise hash them one after another while it attaches them to the tree).
+fn attach_bytes(data: &Bytes, regions: &mut [Region]) {
+    let ends: Vec<usize> = (0..regions.len())
+        .map(|i| {
+            let Some(r) = regions.get(i) else { return 0 };
+            if r.result.is_ok() {
+                usize::try_from(r.offset.saturating_add(r.len)).unwrap_or(usize::MAX)
+            } else {
+                // A failed region has no known extent: it runs to the next region (or the end),
+                // so the failed regions of a blob never hold more than the blob's bytes between
+                // them (hashing each to the end would be quadratic in a magic flood).
+                regions
+                    .get(i + 1)
+                    .and_then(|n| usize::try_from(n.offset).ok())
+                    .unwrap_or(data.len())
+            }
+            .min(data.len())
+        })
+        .collect();
+    regions.par_iter_mut().zip(ends).for_each(|(r, end)| {
+        let start = usize::try_from(r.offset).unwrap_or(usize::MAX);
+        r.data = if start <= end {
+            data.slice(start..end)
+        } else {
+            Bytes::new()
+        };
+        r.sha256 = Some(super::sha256(&r.data));
+    });
 }
 
 /// The stretches of `data` outside every successful region, classified.

@@ -317,9 +317,31 @@ impl Sink<'_> {
         self.buf.reserve(usize::try_from(cap).unwrap_or(0));
     }
 
+    /// Appends in place: `fill` appends to the buffer (a decoder writing straight into it), then
+    /// what it added is admitted like a write, and removed again if that breaks a limit. `fill`
+    /// must bound what it appends itself (one block, say); on its error the buffer is restored.
+    pub fn append_with<E: From<LimitError>>(
+        &mut self,
+        fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = self.buf.len();
+        let filled = fill(&mut self.buf);
+        let added = self.buf.len().saturating_sub(start);
+        let admitted = filled.and_then(|()| self.admit_at(start, added).map_err(E::from));
+        if admitted.is_err() {
+            self.buf.truncate(start);
+        }
+        admitted
+    }
+
     fn admit(&mut self, n: usize) -> Result<(), LimitError> {
+        self.admit_at(self.buf.len(), n)
+    }
+
+    /// Admits `n` bytes written after the first `base` bytes of the buffer.
+    fn admit_at(&mut self, base: usize, n: usize) -> Result<(), LimitError> {
         let n64 = n as u64;
-        let new_len = (self.buf.len() as u64).saturating_add(n64);
+        let new_len = (base as u64).saturating_add(n64);
         if new_len > self.max_len {
             let limits = self.budget.limits();
             return Err(if new_len > limits.max_file_bytes {

@@ -12,7 +12,7 @@ pub mod lzo;
 pub mod tree;
 pub mod write;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ::bytes::Bytes;
@@ -95,50 +95,55 @@ pub fn unpack_with_progress(
 
     // Analyses already computed, by the SHA-256 of the blob, and the first node that had it.
     let mut seen: HashMap<[u8; 32], (usize, Arc<Analysis>)> = HashMap::new();
+    // The lengths of those blobs: a blob whose length no other blob has cannot be a duplicate,
+    // so it is analysed while it is hashed instead of after.
+    let mut seen_lens: HashSet<usize> = HashSet::new();
+    let max_depth = limits.max_depth;
     let mut frontier: Vec<usize> = vec![0];
     while !frontier.is_empty() {
-        // Hash every file of this level in parallel.
-        let hashes: Vec<[u8; 32]> = frontier
+        let mut len_count: HashMap<usize, usize> = HashMap::new();
+        for n in frontier.iter().filter_map(|&id| tree.nodes.get(id)) {
+            *len_count.entry(n.data.len()).or_default() += 1;
+        }
+        let distinct = |len: usize| len_count.get(&len) == Some(&1) && !seen_lens.contains(&len);
+        // Hash every file of this level in parallel, analysing the distinct ones meanwhile.
+        let first_pass: Vec<([u8; 32], Option<Analysis>)> = frontier
             .par_iter()
-            .map(|&id| sha256(tree.nodes.get(id).map(|n| &n.data[..]).unwrap_or_default()))
+            .map(|&id| {
+                let Some(node) = tree.nodes.get(id) else {
+                    return (sha256(&[]), None);
+                };
+                if distinct(node.data.len()) {
+                    let (h, a) =
+                        rayon::join(|| sha256(&node.data), || analyse(node, &ctx, max_depth));
+                    (h, Some(a))
+                } else {
+                    (sha256(&node.data), None)
+                }
+            })
             .collect();
-        for (&id, h) in frontier.iter().zip(&hashes) {
-            if let Some(n) = tree.nodes.get_mut(id) {
-                n.sha256 = Some(*h);
-            }
-        }
-
-        // Blobs not seen before, once each.
+        let mut hashes: Vec<[u8; 32]> = Vec::with_capacity(frontier.len());
+        // Blobs not seen before and not analysed yet, once each.
         let mut todo: Vec<(usize, [u8; 32])> = Vec::new();
-        let mut queued: HashMap<[u8; 32], usize> = HashMap::new();
-        for (&id, h) in frontier.iter().zip(&hashes) {
-            if seen.contains_key(h) || queued.contains_key(h) {
-                continue;
+        let mut queued: HashSet<[u8; 32]> = HashSet::new();
+        for (&id, (h, early)) in frontier.iter().zip(first_pass) {
+            hashes.push(h);
+            if let Some(n) = tree.nodes.get_mut(id) {
+                n.sha256 = Some(h);
+                seen_lens.insert(n.data.len());
             }
-            queued.insert(*h, id);
-            todo.push((id, *h));
+            if let Some(a) = early {
+                seen.insert(h, (id, Arc::new(a)));
+            } else if !seen.contains_key(&h) && queued.insert(h) {
+                todo.push((id, h));
+            }
         }
-        let max_depth = limits.max_depth;
         let analysed: Vec<(usize, [u8; 32], Analysis)> = todo
             .par_iter()
             .map(|&(id, h)| {
-                let Some(node) = tree.nodes.get(id) else {
-                    return (id, h, Analysis::Leaf { gaps: Vec::new() });
-                };
-                let analysis = if node.data.is_empty() {
-                    Analysis::Leaf { gaps: Vec::new() }
-                } else if node.depth >= max_depth {
-                    if carve::has_structure(&node.data) {
-                        Analysis::Carved {
-                            regions: Vec::new(),
-                            gaps: Vec::new(),
-                            stopped: Some(UnpackError::Limit(LimitError::Depth { max: max_depth })),
-                        }
-                    } else {
-                        Analysis::Leaf { gaps: Vec::new() }
-                    }
-                } else {
-                    carve::analyze(&node.data, &ctx)
+                let analysis = match tree.nodes.get(id) {
+                    Some(node) => analyse(node, &ctx, max_depth),
+                    None => Analysis::Leaf { gaps: Vec::new() },
                 };
                 (id, h, analysis)
             })
@@ -194,7 +199,27 @@ impl Tree {
     }
 }
 
-fn sha256(data: &[u8]) -> [u8; 32] {
+/// What one blob holds: nothing for an empty blob, only whether it holds structure at the depth
+/// limit, else everything carving finds.
+fn analyse(node: &Node, ctx: &Ctx<'_>, max_depth: u32) -> Analysis {
+    if node.data.is_empty() {
+        Analysis::Leaf { gaps: Vec::new() }
+    } else if node.depth >= max_depth {
+        if carve::has_structure(&node.data) {
+            Analysis::Carved {
+                regions: Vec::new(),
+                gaps: Vec::new(),
+                stopped: Some(UnpackError::Limit(LimitError::Depth { max: max_depth })),
+            }
+        } else {
+            Analysis::Leaf { gaps: Vec::new() }
+        }
+    } else {
+        carve::analyze(&node.data, ctx)
+    }
+}
+
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
@@ -275,32 +300,13 @@ fn expand(
                     regions = rest;
                 }
             }
-            let parent_data = parent.data.clone();
             let parent_path = parent.path.clone();
             let depth = parent.depth + 1;
-            for (idx, r) in regions.iter().enumerate() {
+            for r in regions {
                 if let Err(e) = budget.add_entries(1) {
                     set_error(tree, id, UnpackError::Limit(e));
                     return;
                 }
-                let start = usize::try_from(r.offset).unwrap_or(usize::MAX);
-                // A failed region has no known extent: it runs to the next region (or the end), so
-                // the failed regions of a blob never hold more than the blob's bytes between them
-                // (hashing each to the end of the blob would be quadratic in a magic flood).
-                let end = if r.result.is_ok() {
-                    usize::try_from(r.offset.saturating_add(r.len)).unwrap_or(usize::MAX)
-                } else {
-                    regions
-                        .get(idx + 1)
-                        .and_then(|n| usize::try_from(n.offset).ok())
-                        .unwrap_or(parent_data.len())
-                        .min(parent_data.len())
-                };
-                let data = if start <= end && end <= parent_data.len() {
-                    parent_data.slice(start..end)
-                } else {
-                    Bytes::new()
-                };
                 let mut path = parent_path.clone();
                 path.extend_from_slice(format!("/{:#x}.{}", r.offset, r.format).as_bytes());
                 let rid = tree.nodes.len();
@@ -309,13 +315,13 @@ fn expand(
                     Err(e) => (Meta::new(), Some(e.clone())),
                 };
                 tree.nodes.push(Node {
-                    sha256: Some(sha256(&data)),
+                    sha256: r.sha256,
                     path,
                     parent: Some(id),
                     children: Vec::new(),
                     depth,
                     kind: EntryKind::File,
-                    data,
+                    data: r.data.clone(),
                     mode: None,
                     origin: Some(Origin {
                         container: "carve",

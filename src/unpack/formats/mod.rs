@@ -21,9 +21,11 @@ pub mod bzip2;
 pub mod cpio;
 pub mod cramfs;
 pub mod gzip;
+pub mod hikvision;
 pub mod lz4;
 pub mod lzma;
 pub mod lzop;
+pub mod romfs;
 pub mod squashfs;
 pub mod tar;
 pub mod ubi;
@@ -74,12 +76,15 @@ pub static FORMATS: &[&dyn Format] = &[
     &gzip::Gzip,
     &zip::Zip,
     &zip::Dahua,
+    &hikvision::Hikvision,
     &tar::Tar,
     &cpio::Cpio,
     &squashfs::Squashfs,
     &cramfs::Cramfs,
     &ubi::Ubi,
     &ubifs::Ubifs,
+    &romfs::Romfs,
+    &romfs::AmbaRomfs,
     &lzop::Lzop,
     &xz::Xz,
     &bzip2::Bzip2,

@@ -1,14 +1,16 @@
-//! SquashFS. Version 4 (little-endian, big-endian and AVM's big-endian with little-endian metadata
-//! lengths) is parsed with the backhand crate (superblock, inode and directory tables, fragment
-//! and id tables); file data is decompressed here, in parallel, through the shared budget.
+//! SquashFS. Versions 2 and 3 (both endiannesses, zlib and vendor LZMA) are read by our own
+//! reader (`legacy`, `v2`, `v3`, [`lzma`]); version 4 (little-endian, big-endian and AVM's
+//! big-endian with little-endian metadata lengths) is parsed with the backhand crate (superblock,
+//! inode and directory tables, fragment and id tables); file data is decompressed here, in
+//! parallel, through the shared budget.
 //!
 //! Every compressor reaches backhand through our own [`CompressionAction`] ([`Codecs`]), so its
 //! metadata reads are bounded too and LZO (our own decoder, [`crate::unpack::lzo`]) and LZMA
-//! (lzma-alone streams, liblzma) work without backhand's GPL `lzo` feature. Before backhand sees
-//! an image its superblock is checked against the bytes present and the metadata blocks are
-//! counted, so a lying header cannot make it allocate or loop. Versions 1–3 and vendor LZMA are
-//! recognised and reported as unsupported, naming the variant. Layout: squashfs-tools'
-//! `squashfs_fs.h` and the kernel's `Documentation/filesystems/squashfs.rst`.
+//! (the standard and the vendor block layouts, [`lzma`]) work without backhand's GPL `lzo`
+//! feature. Before backhand sees an image its superblock is checked against the bytes present and
+//! the metadata blocks are counted, so a lying header cannot make it allocate or loop. Version 1
+//! is recognised and reported as unsupported. Layout: squashfs-tools' `squashfs_fs.h` and the
+//! kernel's `Documentation/filesystems/squashfs.rst`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Cursor;
@@ -21,6 +23,11 @@ use bytes::Bytes;
 use rayon::prelude::*;
 
 use super::{Ctx, Format, Magic};
+
+mod legacy;
+pub mod lzma;
+mod v2;
+mod v3;
 use crate::unpack::bytes::{Endian, Reader};
 use crate::unpack::lzo;
 use crate::unpack::tree::{Child, EntryKind, Unpacked};
@@ -88,56 +95,84 @@ pub fn decompress_block(
     input: &[u8],
     max_out: usize,
 ) -> Result<Vec<u8>, UnpackError> {
+    let mut out = Vec::new();
+    decompress_block_into(compressor, input, max_out, &mut out)?;
+    Ok(out)
+}
+
+/// As [`decompress_block`], appending to `out` (gzip and xz decode straight into its spare
+/// room, so file data is not copied a second time). On error `out` is left as it was.
+pub fn decompress_block_into(
+    compressor: Compressor,
+    input: &[u8],
+    max_out: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), UnpackError> {
+    let start = out.len();
     let too_big = || corrupt(format!("block expands past {max_out} bytes"));
-    match compressor {
+    // gzip and xz fill the vector's spare capacity, which may exceed `max_out` when `out` was
+    // reserved for a whole file: an overlong block is caught by the length check below.
+    let result = match compressor {
         Compressor::Uncompressed => {
             if input.len() > max_out {
-                return Err(too_big());
+                Err(too_big())
+            } else {
+                out.extend_from_slice(input);
+                Ok(())
             }
-            Ok(input.to_vec())
         }
         Compressor::Gzip => {
-            let mut out = Vec::with_capacity(max_out);
+            out.reserve(max_out);
             let mut z = flate2::Decompress::new(true);
-            match z.decompress_vec(input, &mut out, flate2::FlushDecompress::Finish) {
-                Ok(flate2::Status::StreamEnd) => Ok(out),
-                Ok(_) if out.len() >= max_out => Err(too_big()),
+            match z.decompress_vec(input, out, flate2::FlushDecompress::Finish) {
+                Ok(flate2::Status::StreamEnd) => Ok(()),
+                Ok(_) if out.len() - start >= max_out => Err(too_big()),
                 Ok(_) => Err(corrupt("zlib block ends early")),
                 Err(e) => Err(corrupt(format!("zlib: {e}"))),
             }
         }
-        Compressor::Xz | Compressor::Lzma => {
-            let stream = if compressor == Compressor::Xz {
-                liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0)
-            } else {
-                liblzma::stream::Stream::new_lzma_decoder(LZMA_MEMLIMIT)
-            };
-            let mut stream = stream.map_err(|e| corrupt(format!("lzma: {e}")))?;
-            let mut out = Vec::with_capacity(max_out);
-            match stream.process_vec(input, &mut out, liblzma::stream::Action::Finish) {
-                Ok(liblzma::stream::Status::StreamEnd) => Ok(out),
-                Ok(_) if out.len() >= max_out => Err(too_big()),
-                Ok(_) => Err(corrupt("lzma block ends early")),
-                Err(e) => Err(corrupt(format!("lzma: {e}"))),
+        Compressor::Xz => {
+            out.reserve(max_out);
+            match liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0) {
+                Err(e) => Err(corrupt(format!("xz: {e}"))),
+                Ok(mut stream) => {
+                    match stream.process_vec(input, out, liblzma::stream::Action::Finish) {
+                        Ok(liblzma::stream::Status::StreamEnd) => Ok(()),
+                        Ok(_) if out.len() - start >= max_out => Err(too_big()),
+                        Ok(_) => Err(corrupt("xz block ends early")),
+                        Err(e) => Err(corrupt(format!("xz: {e}"))),
+                    }
+                }
             }
         }
-        Compressor::Lzo => lzo::decompress(input, max_out),
+        // The standard 13-byte header or a vendor layout (5-byte header, or none).
+        Compressor::Lzma => {
+            let dict = u32::try_from(max_out).unwrap_or(u32::MAX);
+            lzma::decode_any(input, max_out, None, dict).map(|(_, d)| out.extend_from_slice(&d))
+        }
+        Compressor::Lzo => lzo::decompress(input, max_out).map(|d| out.extend_from_slice(&d)),
         Compressor::Lz4 => {
-            let mut out = vec![0u8; max_out];
-            let n = lz4_flex::block::decompress_into(input, &mut out)
-                .map_err(|e| corrupt(format!("lz4: {e}")))?;
-            out.truncate(n);
-            Ok(out)
+            let mut buf = vec![0u8; max_out];
+            lz4_flex::block::decompress_into(input, &mut buf)
+                .map_err(|e| corrupt(format!("lz4: {e}")))
+                .map(|n| out.extend_from_slice(buf.get(..n).unwrap_or_default()))
         }
         Compressor::Zstd => {
-            let mut out = Vec::with_capacity(max_out);
-            let mut z =
-                zstd::bulk::Decompressor::new().map_err(|e| corrupt(format!("zstd: {e}")))?;
-            z.decompress_to_buffer(input, &mut out)
-                .map_err(|e| corrupt(format!("zstd: {e}")))?;
-            Ok(out)
+            let mut buf = Vec::with_capacity(max_out);
+            zstd::bulk::Decompressor::new()
+                .and_then(|mut z| z.decompress_to_buffer(input, &mut buf))
+                .map_err(|e| corrupt(format!("zstd: {e}")))
+                .map(|_| out.extend_from_slice(&buf))
         }
+    };
+    if result.is_ok() && out.len() - start > max_out {
+        out.truncate(start);
+        return Err(too_big());
     }
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
 }
 
 /// The decompressors handed to backhand for its metadata reads: every block is bounded to one
@@ -270,17 +305,22 @@ impl Super {
                 .all(|&t| t == NOT_SET || t < self.bytes_used)
     }
 
-    /// The extent as squashfs pads it: `bytes_used` rounded up to 4 KiB when the padding is there.
+    /// The extent as squashfs pads it.
     fn extent(&self, data: &[u8]) -> u64 {
-        let padded = self.bytes_used.div_ceil(4096).saturating_mul(4096);
-        let pad = usize::try_from(self.bytes_used)
-            .ok()
-            .zip(usize::try_from(padded).ok())
-            .and_then(|(a, b)| data.get(a..b));
-        match pad {
-            Some(p) if p.iter().all(|&b| b == 0) => padded,
-            _ => self.bytes_used,
-        }
+        padded_extent(data, self.bytes_used)
+    }
+}
+
+/// The extent as squashfs pads it: `bytes_used` rounded up to 4 KiB when the padding is there.
+fn padded_extent(data: &[u8], bytes_used: u64) -> u64 {
+    let padded = bytes_used.div_ceil(4096).saturating_mul(4096);
+    let pad = usize::try_from(bytes_used)
+        .ok()
+        .zip(usize::try_from(padded).ok())
+        .and_then(|(a, b)| data.get(a..b));
+    match pad {
+        Some(p) if p.iter().all(|&b| b == 0) => padded,
+        _ => bytes_used,
     }
 }
 
@@ -338,7 +378,8 @@ impl Format for Squashfs {
     fn detect(&self, data: &[u8]) -> bool {
         match version(data) {
             Some((endian, 4, 0)) => Super::parse(data, endian).is_ok_and(|s| s.plausible()),
-            Some((_, 1..=3, minor)) => minor < 100,
+            Some((endian, 2 | 3, _)) => legacy::detect(data, endian),
+            Some((_, 1, minor)) => minor < 100,
             _ => false,
         }
     }
@@ -346,6 +387,9 @@ impl Format for Squashfs {
     fn unpack(&self, data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {
         let (endian, major, minor) =
             version(data).ok_or_else(|| corrupt("no squashfs superblock"))?;
+        if matches!(major, 2 | 3) {
+            return legacy::unpack(data, endian, ctx);
+        }
         if major != 4 || minor != 0 {
             if data.len() < 96 {
                 return Err(UnpackError::Truncated(format!(
@@ -1007,8 +1051,37 @@ fn read_file(
             }
         }
     } else {
-        for s in &spans {
-            write(&mut sink, &block(*s)?)?;
+        // Small files: each block is decoded straight into the file's buffer.
+        for &(pos, size, want) in &spans {
+            if size.size() == 0 {
+                write(&mut sink, &block((pos, size, want))?)?;
+                continue;
+            }
+            ctx.check()?;
+            let want_us = usize::try_from(want).map_err(|_| corrupt("block size"))?;
+            let stored = crate::unpack::bytes::slice(
+                image,
+                pos,
+                u64::from(size.size()),
+                "squashfs data block",
+            )?;
+            let codec = if size.uncompressed() {
+                Compressor::Uncompressed
+            } else {
+                compressor
+            };
+            sink.append_with(|buf: &mut Vec<u8>| {
+                let before = buf.len();
+                decompress_block_into(codec, stored, block_size, buf)?;
+                if buf.len() - before != want_us {
+                    let got = buf.len() - before;
+                    buf.truncate(before);
+                    return Err(corrupt(format!(
+                        "data block at {pos:#x} holds {got} bytes, {want} expected"
+                    )));
+                }
+                Ok(())
+            })?;
         }
     }
     if let Some((index, offset)) = d.fragment {
