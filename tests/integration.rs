@@ -22,4 +22,5 @@ mod safe_output;
 mod squashfs_cramfs;
 mod squashfs_legacy;
 mod synth_demo;
+mod ubi;
 mod unpack_basics;

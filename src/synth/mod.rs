@@ -23,6 +23,8 @@ pub mod romfs;
 pub mod squashfs;
 pub mod squashfs3;
 pub mod tarball;
+pub mod ubi;
+pub mod ubifs;
 
 pub use camera::{Brand, Firmware, Options, Partition, Payload};
 pub use content::{Entry, EntryData, Rootfs};

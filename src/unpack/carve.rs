@@ -158,15 +158,42 @@ pub fn has_structure(data: &[u8]) -> bool {
     })
 }
 
+/// The first format (in priority order) whose magic sits where a structure starting at offset 0
+/// would have it and whose `detect` accepts `data`, and what unpacking it gave: exactly what the
+/// scan's candidate group at offset 0 would try first.
+fn first_at_start(data: &Bytes, ctx: &Ctx<'_>) -> Option<(usize, Result<Unpacked, UnpackError>)> {
+    let (index, format) = FORMATS.iter().enumerate().find(|(_, f)| {
+        f.magics().iter().any(|m| {
+            data.get(m.offset..)
+                .is_some_and(|tail| tail.starts_with(m.bytes))
+        }) && f.detect(data)
+    })?;
+    Some((index, format.unpack(data, ctx)))
+}
+
 /// Finds and unpacks every structure in `data`.
 pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
     let limits = ctx.budget().limits();
     let max_tries = limits.max_carve_candidates;
     let max_failed = limits.max_failed_carve_bytes;
-    let (candidates, capped) = scan_capped(data, max_tries.saturating_mul(HITS_PER_CANDIDATE));
     // Everything decoded from this blob, by any candidate, counts against its expansion ratio.
     let account = BlobAccount::new(ctx.budget(), data.len() as u64);
     let ctx = &ctx.for_blob(&account);
+    // A structure at offset 0 that spans the whole blob (a filesystem image, a UBI volume) leaves
+    // nothing to carve: skip the scan, whose every other candidate would lie inside it.
+    let mut at_start = first_at_start(data, ctx);
+    if let Some((index, Ok(u))) = &at_start {
+        if u.consumed == data.len() as u64 {
+            if let (Some(format), Some((_, result))) = (FORMATS.get(*index), at_start.take()) {
+                return Analysis::Whole {
+                    format: format.name(),
+                    result,
+                    gaps: Vec::new(),
+                };
+            }
+        }
+    }
+    let (candidates, capped) = scan_capped(data, max_tries.saturating_mul(HITS_PER_CANDIDATE));
     let mut regions: Vec<Region> = Vec::new();
     let mut cursor = 0usize;
     let mut tries = 0usize;
@@ -211,7 +238,13 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
             }
             let slice = data.slice(first.start..);
             let work_before = account.work();
-            match format.unpack(&slice, ctx) {
+            // The structure at offset 0 was already unpacked above.
+            let result = match at_start.take_if(|(index, _)| first.start == 0 && *index == c.format)
+            {
+                Some((_, result)) => result,
+                None => format.unpack(&slice, ctx),
+            };
+            match result {
                 Ok(u) => {
                     let len = u.consumed.clamp(1, slice.len() as u64);
                     regions.push(Region {

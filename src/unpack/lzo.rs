@@ -1,6 +1,6 @@
 //! LZO1X decompression, bounded and panic-free: every read and back-reference is checked and the
-//! output may never grow past the size the container announced. The instruction encoding follows
-//! the documentation of lzokay (Jack Andersen, MIT) as carried by the `lzokay-native` crate.
+//! output never grows past the size the container announced (short copies move 16 bytes into slack
+//! past the end). Encoding as documented by lzokay (Jack Andersen, MIT), via `lzokay-native`.
 
 use super::UnpackError;
 
@@ -10,7 +10,8 @@ pub fn decompress(input: &[u8], max_out: usize) -> Result<Vec<u8>, UnpackError> 
     let mut d = Decoder {
         input,
         pos: 0,
-        out: Vec::with_capacity(max_out.min(input.len().saturating_mul(4)).min(64 << 20)),
+        out: vec![0; max_out.min(input.len().saturating_mul(4)).min(64 << 20)],
+        op: 0,
         max_out,
     };
     d.run()?;
@@ -21,14 +22,34 @@ pub fn decompress(input: &[u8], max_out: usize) -> Result<Vec<u8>, UnpackError> 
             input.len()
         )));
     }
+    d.out.truncate(d.op);
     Ok(d.out)
 }
+
+/// The decoder's state. Output goes to `out[..op]`; `out` is zero-filled ahead of `op` and grows
+/// (doubling, never past `max_out`) as the stream needs room, so writes are plain slice copies.
+/// Bytes kept writable past the output's end, for fixed-size short copies.
+const SLACK: usize = 32;
 
 struct Decoder<'a> {
     input: &'a [u8],
     pos: usize,
     out: Vec<u8>,
+    op: usize,
     max_out: usize,
+}
+
+/// `buf.copy_within(from..from + len, to)`, refusing (instead of panicking on) a range outside
+/// `buf`.
+#[inline(always)]
+fn copy_within(buf: &mut [u8], from: usize, len: usize, to: usize) -> Result<(), UnpackError> {
+    let fits = |start: usize| start.checked_add(len).is_some_and(|e| e <= buf.len());
+    if fits(from) && fits(to) {
+        buf.copy_within(from..from + len, to);
+        Ok(())
+    } else {
+        Err(UnpackError::Corrupt("lzo: copy outside the output".into()))
+    }
 }
 
 fn truncated() -> UnpackError {
@@ -63,48 +84,81 @@ impl Decoder<'_> {
             .ok_or_else(|| UnpackError::Corrupt("lzo: length overflows".into()))
     }
 
-    fn room(&self, n: usize) -> Result<(), UnpackError> {
-        if self
-            .out
-            .len()
+    /// Makes room for `n` more output bytes, refusing output past `max_out`; returns the end.
+    #[inline(always)]
+    fn room(&mut self, n: usize) -> Result<usize, UnpackError> {
+        let end = self
+            .op
             .checked_add(n)
-            .is_some_and(|e| e <= self.max_out)
-        {
-            Ok(())
-        } else {
-            Err(UnpackError::Corrupt(format!(
-                "lzo: output exceeds the announced {} bytes",
-                self.max_out
-            )))
+            .filter(|&e| e <= self.max_out)
+            .ok_or_else(|| {
+                UnpackError::Corrupt(format!(
+                    "lzo: output exceeds the announced {} bytes",
+                    self.max_out
+                ))
+            })?;
+        // Keep `SLACK` bytes beyond `end` so short copies can move a fixed 16 bytes at once.
+        if end.saturating_add(SLACK) > self.out.len() {
+            let grown = self
+                .out
+                .len()
+                .saturating_mul(2)
+                .clamp(end, self.max_out)
+                .saturating_add(SLACK);
+            self.out.resize(grown, 0);
         }
+        Ok(end)
     }
 
+    #[inline(always)]
     fn literals(&mut self, n: usize) -> Result<(), UnpackError> {
-        self.room(n)?;
-        let end = self.pos.checked_add(n).ok_or_else(truncated)?;
-        let src = self.input.get(self.pos..end).ok_or_else(truncated)?;
-        self.out.extend_from_slice(src);
-        self.pos = end;
+        let end = self.room(n)?;
+        let src_end = self.pos.checked_add(n).ok_or_else(truncated)?;
+        let src = self.input.get(self.pos..src_end).ok_or_else(truncated)?;
+        let wide = self.input.get(self.pos..self.pos + 16);
+        match (wide, self.out.get_mut(self.op..self.op + 16)) {
+            // Up to 16 literals: copy a fixed 16 bytes (the extra ones land in the slack and
+            // are overwritten or cut off later).
+            (Some(w), Some(dst)) if n <= 16 => dst.copy_from_slice(w),
+            _ => {
+                if let Some(dst) = self.out.get_mut(self.op..end) {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+        self.op = end;
+        self.pos = src_end;
         Ok(())
     }
 
+    #[inline(always)]
     fn copy_match(&mut self, dist: usize, len: usize) -> Result<(), UnpackError> {
-        if dist == 0 || dist > self.out.len() {
+        if dist == 0 || dist > self.op {
             return Err(UnpackError::Corrupt(format!(
                 "lzo: back-reference {dist} bytes behind {} bytes of output",
-                self.out.len()
+                self.op
             )));
         }
-        self.room(len)?;
-        let start = self.out.len() - dist;
-        if dist >= len {
-            self.out.extend_from_within(start..start + len);
+        let end = self.room(len)?;
+        let from = self.op - dist;
+        // In bounds: `from < op`, and `room` left `SLACK` (16+) bytes after `end`.
+        if dist >= 16 && len <= 16 {
+            // A short match from at least 16 bytes back: a fixed 16-byte copy (the bytes past
+            // `len` land in the slack).
+            copy_within(&mut self.out, from, 16, self.op)?;
+        } else if dist >= len {
+            copy_within(&mut self.out, from, len, self.op)?;
         } else {
-            for i in 0..len {
-                let b = self.out.get(start + i).copied().unwrap_or(0);
-                self.out.push(b);
+            // Overlapping: the output repeats with period `dist` from `from` on, so everything
+            // written since `from` (a whole number of periods) can be copied again at once.
+            let mut dst = self.op;
+            while dst < end {
+                let n = (dst - from).min(end - dst);
+                copy_within(&mut self.out, from, n, dst)?;
+                dst += n;
             }
         }
+        self.op = end;
         Ok(())
     }
 
@@ -203,6 +257,25 @@ mod tests {
         let data = sample_text();
         let packed = lzokay_native::compress(&data).unwrap();
         assert_eq!(decompress(&packed, data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn periodic_runs_and_short_matches_round_trip() {
+        // Every period from 1 to 40 (overlapping matches), runs of each length around the
+        // 16-byte fast paths, and the exact output size as the limit.
+        let mut data = Vec::new();
+        for period in 1..=40u8 {
+            let unit: Vec<u8> = (0..period).map(|i| i.wrapping_mul(37) ^ period).collect();
+            for len in [1usize, 2, 3, 15, 16, 17, 33, 300] {
+                data.extend(unit.iter().cycle().take(len));
+                data.extend_from_slice(b"|sep|");
+            }
+        }
+        for cut in [5usize, 100, 4096, data.len()] {
+            let part = &data[..cut];
+            let packed = lzokay_native::compress(part).unwrap();
+            assert_eq!(decompress(&packed, part.len()).unwrap(), part, "cut {cut}");
+        }
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub mod lzop;
 pub mod romfs;
 pub mod squashfs;
 pub mod tar;
+pub mod ubi;
+pub mod ubifs;
 pub mod uimage;
 pub mod xz;
 pub mod zip;
@@ -80,6 +82,8 @@ pub static FORMATS: &[&dyn Format] = &[
     &cpio::Cpio,
     &squashfs::Squashfs,
     &cramfs::Cramfs,
+    &ubi::Ubi,
+    &ubifs::Ubifs,
     &romfs::Romfs,
     &romfs::AmbaRomfs,
     &jffs2::Jffs2,
