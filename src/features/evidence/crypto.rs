@@ -226,7 +226,7 @@ fn certificate(
     path: &str,
     offset: u64,
     source: &str,
-) -> Option<(usize, [Evidence; 2])> {
+) -> Option<(usize, Vec<Evidence>)> {
     let (rest, cert) = x509_parser::parse_x509_certificate(der_bytes).ok()?;
     let len = der_bytes.len() - rest.len();
     let whole = der_bytes.get(..len)?;
@@ -253,7 +253,23 @@ fn certificate(
         path,
         offset,
     );
-    Some((len, [cert_ev, key_ev]))
+    let mut items = vec![cert_ev, key_ev];
+    // The subject's organisation names a vendor candidate.
+    for org in cert.subject().iter_organization() {
+        if let Ok(name) = org.as_str() {
+            let normalized = super::vendor::normalize(name);
+            if normalized.len() >= 2 {
+                items.push(Evidence::new(
+                    Kind::Vendor,
+                    name,
+                    json!({ "source": "certificate", "normalized": normalized }),
+                    path,
+                    offset,
+                ));
+            }
+        }
+    }
+    Some((len, items))
 }
 
 /// A DER certificate or SubjectPublicKeyInfo at `off` (a `30 82` hit). Returns where it ends.

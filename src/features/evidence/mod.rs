@@ -226,6 +226,16 @@ pub fn extract_tree(tree: &Tree, params: &Params) -> Vec<Evidence> {
                 .map(|e| (id, e)),
         );
     }
+    // A uImage name comes from both the header bytes and the node's metadata: keep one.
+    let mut seen_items: HashSet<(usize, Kind, String, String)> = HashSet::new();
+    items.retain(|(id, e)| {
+        seen_items.insert((
+            *id,
+            e.kind,
+            e.value.clone(),
+            e.detail_str("source").unwrap_or_default().to_owned(),
+        ))
+    });
     let items = drop_container_echoes(tree, items);
     let mut out: Vec<Evidence> = items.into_iter().map(|(_, e)| e).collect();
     out.sort_by(|a, b| {

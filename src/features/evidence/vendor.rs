@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::scan::{Run, Scan, Trigger, find_all_ci};
 use super::{Evidence, EvidenceExtractor, Kind, Params};
 use crate::unpack::Meta;
+use crate::unpack::formats::uimage;
 
 /// The vendor extractor.
 #[derive(Clone, Copy, Debug)]
@@ -35,7 +36,33 @@ impl EvidenceExtractor for Vendor {
             emails(scan.path, &run, out);
         }
         manifest(scan, params, out);
+        uimage_name(scan, out);
     }
+}
+
+/// The name of a uImage header at the start of the file (with a valid header CRC), even when
+/// its payload is missing and the unpacker could not open it.
+fn uimage_name(scan: &Scan<'_>, out: &mut Vec<Evidence>) {
+    let Some(head) = scan.bytes.get(..uimage::HEADER_LEN) else {
+        return;
+    };
+    let Ok(h) = uimage::Header::parse(head) else {
+        return;
+    };
+    if h.to_bytes().as_slice() != head || h.name.trim().is_empty() {
+        return;
+    }
+    out.push(image_name(scan.path, h.name.trim()));
+}
+
+fn image_name(path: &str, name: &str) -> Evidence {
+    Evidence::new(
+        Kind::ImageName,
+        name,
+        json!({ "source": "uimage", "format": "uimage" }),
+        path,
+        32,
+    )
 }
 
 /// A vendor item with its folded name.
@@ -417,7 +444,9 @@ fn manifest(scan: &Scan<'_>, params: &Params, out: &mut Vec<Evidence>) {
     if !body.starts_with(b"{") {
         return;
     }
-    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+    // The first JSON value; Dahua appends a `//` comment line after it too.
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+    let Some(Ok(value)) = values.next() else {
         return;
     };
     let mut found = Vec::new();
@@ -515,13 +544,7 @@ pub fn from_meta(path: &str, format: Option<&str>, meta: &Meta, out: &mut Vec<Ev
         && let Some(name) = meta.get("name").and_then(Value::as_str)
         && !name.trim().is_empty()
     {
-        out.push(Evidence::new(
-            Kind::ImageName,
-            name.trim(),
-            json!({ "source": "uimage", "format": "uimage" }),
-            path,
-            32,
-        ));
+        out.push(image_name(path, name.trim()));
     }
     for (key, value) in meta {
         let lk = key.to_ascii_lowercase();
@@ -662,7 +685,7 @@ const NOT_VENDORS: &[&str] = &[
 fn weight(source: &str) -> f64 {
     match source {
         "manifest" | "oem_code" | "header" => 5.0,
-        "company" | "copyright" => 3.0,
+        "company" | "copyright" | "certificate" => 3.0,
         "email" => 2.0,
         "url" => 1.5,
         _ => 1.0,
@@ -824,7 +847,7 @@ mod tests {
 
     #[test]
     fn dahua_style_manifest() {
-        let data = b"//IPC_RestoreDefault\n{\n \"Devices\" : [ [ \"IPC-HX3XXX\", \"1.00\" ] ],\n \"Vendor\" : \"General\",\n \"hwid\" : [ \"IPC-HFW4231B:01:02\" ]\n}\n";
+        let data = b"//IPC_RestoreDefault\n{\n \"Devices\" : [ [ \"IPC-HX3XXX\", \"1.00\" ] ],\n \"Vendor\" : \"General\",\n \"hwid\" : [ \"IPC-HFW4231B:01:02\" ]\n}\n//IPC_RestoreDefault\n";
         let ev = run_on(data);
         let v = by_source(&ev, "manifest");
         assert_eq!(v.len(), 1);
