@@ -156,8 +156,10 @@ fn windows_paths(path: &str, run: &Run<'_>, out: &mut Vec<Evidence>) {
         };
         let drive = run.text.get(drive_at..i).unwrap_or_default();
         let before = run.text.get(..drive_at).and_then(|s| s.chars().last());
-        if !drive.bytes().all(|b| b.is_ascii_alphabetic())
-            || before.is_some_and(|c| c.is_ascii_alphanumeric())
+        // An upper-case drive letter starting a word (`\d\d:\d\d` in a regular expression
+        // is not a path).
+        if !drive.bytes().all(|b| b.is_ascii_uppercase())
+            || before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '\\')
         {
             continue;
         }
@@ -171,7 +173,12 @@ fn windows_paths(path: &str, run: &Run<'_>, out: &mut Vec<Evidence>) {
             .next()
             .unwrap_or(p)
             .trim_end_matches(['.', ' ']);
-        if p.matches('\\').count() < 2 || p.ends_with(":\\") {
+        // At least two components, the first two names of two or more characters.
+        let mut parts = p.split('\\').skip(1).filter(|c| !c.is_empty());
+        let named = |c: Option<&str>| {
+            c.is_some_and(|c| c.len() >= 2 && c.chars().next().is_some_and(char::is_alphanumeric))
+        };
+        if !named(parts.next()) || !named(parts.next()) {
             continue;
         }
         out.push(Evidence::new(
@@ -389,7 +396,7 @@ mod tests {
     #[test]
     fn build_paths() {
         let ev = run_on(
-            b"\0/home/devin/vision_release/sdk_org/sdk/vpss.o\0\0/home/admin\0\0/opt/app/run.sh\0\0/opt/hisi-linux/x86-arm/arm-hisiv300-linux/bin/arm-hisiv300-linux-gcc\0\0D:\\work\\ipc\\src\\main.cpp\0\0/usr/local/bin/x\0",
+            b"\0f=/^(\\d\\d:\\d\\d)-(\\d\\d:\\d\\d)/\0\0C:\\a\\\0/home/devin/vision_release/sdk_org/sdk/vpss.o\0\0/home/admin\0\0/opt/app/run.sh\0\0/opt/hisi-linux/x86-arm/arm-hisiv300-linux/bin/arm-hisiv300-linux-gcc\0\0D:\\work\\ipc\\src\\main.cpp\0\0/usr/local/bin/x\0",
         );
         assert_eq!(
             values(&ev, Kind::BuildPath),
@@ -401,7 +408,7 @@ mod tests {
         );
         assert_eq!(values(&ev, Kind::BuildUser), ["devin"]);
         let home = &ev[0];
-        assert_eq!(home.offset, 1);
+        assert_eq!(home.offset, 37);
         assert_eq!(home.detail_str("user"), Some("devin"));
     }
 

@@ -899,6 +899,38 @@ mod tests {
     }
 
     #[test]
+    fn embedded_kernel_config() {
+        use std::io::Write;
+        let config = "# Linux/arm 4.9.37 Kernel Configuration\nCONFIG_ARM=y\nCONFIG_ARCH_HI3516EV200=y\n# CONFIG_ARCH_HI3519 is not set\nCONFIG_LOCALVERSION=\"-acme\"\nCONFIG_HZ=100\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(config.as_bytes()).unwrap();
+        let mut data = b"kernel code".to_vec();
+        data.extend_from_slice(b"IKCFG_ST");
+        data.extend(gz.finish().unwrap());
+        data.extend_from_slice(b"IKCFG_ED");
+        let scan = Scan::new("zImage", &data, &Params::default());
+        let mut out = Vec::new();
+        Platform.extract(&scan, &Params::default(), &mut out);
+        let cfg = out.iter().find(|e| e.kind == Kind::KernelConfig).unwrap();
+        assert_eq!(cfg.offset, 11);
+        assert_eq!(cfg.value, hex::encode(Sha256::digest(config.as_bytes())));
+        assert_eq!(cfg.detail["options"], 4);
+        assert_eq!(
+            cfg.detail["keys"],
+            json!({ "CONFIG_ARCH_HI3516EV200": "y", "CONFIG_LOCALVERSION": "-acme" })
+        );
+        let soc = out.iter().find(|e| e.kind == Kind::Soc).unwrap();
+        assert_eq!(soc.value, "hi3516ev200");
+        assert_eq!(soc.detail_str("source"), Some("kernel_config"));
+        // A truncated stream yields nothing, and no panic.
+        for cut in 0..data.len() {
+            let scan = Scan::new("zImage", &data[..cut], &Params::default());
+            let mut out = Vec::new();
+            Platform.extract(&scan, &Params::default(), &mut out);
+        }
+    }
+
+    #[test]
     fn banner_parsing() {
         let b = linux_banner(
             "Linux version 3.10.14__isvp_swan_1.0__ (root@osboxes) (gcc version 4.7.2 (Ingenic r2.3.3 2016.12) ) #2 PREEMPT Wed Jul 13 15:01:29 CST 2022",

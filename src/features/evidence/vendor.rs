@@ -707,7 +707,10 @@ pub fn candidates(evidence: &[Evidence]) -> Vec<Candidate> {
         let Some(name) = e.detail_str("normalized").filter(|n| !n.is_empty()) else {
             continue;
         };
-        if NOT_VENDORS.contains(&name) {
+        if NOT_VENDORS
+            .iter()
+            .any(|n| name == *n || name.starts_with(&format!("{n} ")))
+        {
             continue;
         }
         let source = e.detail_str("source").unwrap_or("other");
