@@ -424,6 +424,7 @@ fn generated_certificate_and_keys_are_found_in_a_squashfs_and_fingerprinted() {
             );
     }
     let mut rsa_expected = None;
+    let mut ec_expected = None;
     let mut shadow_expected = None;
     if common::tool("openssl") {
         let pkcs8 = dir.path().join("rsa.pem");
@@ -445,6 +446,26 @@ fn generated_certificate_and_keys_are_found_in_a_squashfs_and_fingerprinted() {
             .arg(&pkcs8));
         rsa_expected = Some(sha256_hex(&spki));
         rootfs.file("etc/rsa_traditional.pem", traditional, 0o600);
+        // A SEC1 `EC PRIVATE KEY` and its `PUBLIC KEY`.
+        let ec = run(Command::new("openssl").args([
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+        ]));
+        let ec_file = dir.path().join("ec.pem");
+        std::fs::write(&ec_file, &ec).unwrap();
+        let ec_pub = run(Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&ec_file));
+        let ec_spki = run(Command::new("openssl")
+            .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+            .arg(&ec_file));
+        ec_expected = Some(sha256_hex(&ec_spki));
+        rootfs
+            .file("etc/ec.pem", ec, 0o600)
+            .file("etc/ec_pub.pem", ec_pub, 0o644);
         // The independent SPKI hash of the generated certificate's key, too.
         let crt = dir.path().join("cam.crt");
         std::fs::write(&crt, cert.pem()).unwrap();
@@ -524,6 +545,15 @@ fn generated_certificate_and_keys_are_found_in_a_squashfs_and_fingerprinted() {
         assert_eq!(private.len(), 1);
         assert_eq!(private[0].detail["label"], "RSA PRIVATE KEY");
         assert_eq!(private[0].value, expected);
+    }
+    if let Some(expected) = ec_expected {
+        let private = at("etc/ec.pem", Kind::PrivateKey);
+        assert_eq!(private.len(), 1);
+        assert_eq!(private[0].detail["label"], "EC PRIVATE KEY");
+        assert_eq!(private[0].value, expected);
+        let public = at("etc/ec_pub.pem", Kind::PublicKey);
+        assert_eq!(public.len(), 1);
+        assert_eq!(public[0].value, expected);
     }
     if let Some(expected) = shadow_expected {
         let hashes = at("etc/shadow", Kind::PasswordHash);

@@ -2,6 +2,8 @@
 //! SHA-256, parsed with `x509-parser`), public and private keys (PEM RSA/EC/PKCS#8, OpenSSH) with
 //! the SHA-256 of their public part — SPKI DER, or the OpenSSH wire blob as `ssh-keygen -l` hashes
 //! it — private keys flagged and never recorded, and crypt(3) hashes of passwd/shadow lines.
+//! Layouts: RFC 5280 (SPKI), RFC 8017 (PKCS#1), RFC 5958 (PKCS#8), RFC 5915 (SEC1), OpenSSH's
+//! `PROTOCOL.key` and RFC 4253 §6.6 (wire blobs).
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};

@@ -10,11 +10,12 @@ pub mod scan;
 pub mod vendor;
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::unpack::{EntryKind, Meta, Tree};
+use crate::unpack::{EntryKind, GapKind, Meta, Tree};
 
 pub use scan::Scan;
 
@@ -171,7 +172,17 @@ pub const EXTRACTORS: &[&dyn EvidenceExtractor] = &[
 /// Runs every extractor on one file. Items are de-duplicated per (kind, value, source) — the first offset
 /// is kept and `detail.occurrences` counts the rest — capped per kind, and sorted by offset.
 pub fn extract(path: &str, bytes: &[u8], params: &Params) -> Vec<Evidence> {
-    let scan = Scan::new(path, bytes, params);
+    extract_within(path, bytes, std::slice::from_ref(&(0..bytes.len())), params)
+}
+
+/// [`extract`] with triggers looked for only in `ranges` of `bytes` (see [`Scan::within`]).
+pub fn extract_within(
+    path: &str,
+    bytes: &[u8],
+    ranges: &[Range<usize>],
+    params: &Params,
+) -> Vec<Evidence> {
+    let scan = Scan::within(path, bytes, ranges, params);
     let mut out = Vec::new();
     for x in EXTRACTORS {
         x.extract(&scan, params, &mut out);
@@ -188,9 +199,10 @@ pub fn extract_meta(path: &str, format: Option<&str>, meta: &Meta) -> Vec<Eviden
 }
 
 /// Runs [`extract`] on every unique file of `tree` (identical contents are read once, under the
-/// first path in depth-first order) in parallel, adds [`extract_meta`] for every node, and drops an
-/// item from a container when an entry inside it yields the same (kind, value) — the entry's
-/// path and offset say more. Sorted by path, offset, kind and value.
+/// first path in depth-first order) in parallel — for a container, only over the opaque stretches
+/// none of its entries claimed — adds [`extract_meta`] for every node, and drops an item from a
+/// container when an entry inside it yields the same (kind, value): the entry's path and offset
+/// say more. Sorted by path, offset, kind and value.
 pub fn extract_tree(tree: &Tree, params: &Params) -> Vec<Evidence> {
     let order = tree.dfs();
     let mut seen: HashSet<[u8; 32]> = HashSet::new();
@@ -205,14 +217,30 @@ pub fn extract_tree(tree: &Tree, params: &Params) -> Vec<Evidence> {
         {
             continue;
         }
-        work.push(id);
+        // A container's entries are read on their own: of its own bytes, only the stretches
+        // no entry claimed (headers, a FIT's device tree, trailing data) are searched.
+        let ranges: Vec<Range<usize>> = if node.children.is_empty() {
+            vec![0..node.data.len()]
+        } else {
+            node.gaps
+                .iter()
+                .filter(|g| g.kind == GapKind::Opaque)
+                .filter_map(|g| {
+                    let start = usize::try_from(g.offset).ok()?;
+                    let end = start.checked_add(usize::try_from(g.len).ok()?)?;
+                    Some(start..end.min(node.data.len()))
+                })
+                .collect()
+        };
+        work.push((id, ranges));
     }
     let mut items: Vec<(usize, Evidence)> = work
         .par_iter()
-        .flat_map_iter(|&id| {
+        .flat_map_iter(|(id, ranges)| {
+            let id = *id;
             let found = tree.get(id).map(|node| {
                 let path = String::from_utf8_lossy(&node.path);
-                extract(&path, &node.data, params)
+                extract_within(&path, &node.data, ranges, params)
             });
             found.unwrap_or_default().into_iter().map(move |e| (id, e))
         })

@@ -2,6 +2,7 @@
 //! (built once) finds every trigger — text cues such as `Copyright` or `/home/`, and binary magics
 //! such as the FDT header — and text extractors then read the printable run around each hit.
 
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
@@ -183,20 +184,36 @@ pub fn is_text(b: u8) -> bool {
 impl<'a> Scan<'a> {
     /// Scans `bytes` for every trigger.
     pub fn new(path: &'a str, bytes: &'a [u8], params: &Params) -> Self {
+        Self::within(path, bytes, std::slice::from_ref(&(0..bytes.len())), params)
+    }
+
+    /// Scans only `ranges` of `bytes` for triggers (a container's unclaimed stretches); what a
+    /// hit announces is still read from the whole of `bytes`.
+    pub fn within(
+        path: &'a str,
+        bytes: &'a [u8],
+        ranges: &[Range<usize>],
+        params: &Params,
+    ) -> Self {
         let mut hits = Vec::new();
         let mut counts = [0usize; 32];
         if let Some(ac) = AUTOMATON.as_ref() {
-            for m in ac.find_overlapping_iter(bytes) {
-                let Some(&(_, t)) = TRIGGERS.get(m.pattern().as_usize()) else {
+            for range in ranges {
+                let Some(part) = bytes.get(range.clone()) else {
                     continue;
                 };
-                if let Some(c) = counts.get_mut(t as usize) {
-                    if *c >= MAX_HITS_PER_TRIGGER {
+                for m in ac.find_iter(part) {
+                    let Some(&(_, t)) = TRIGGERS.get(m.pattern().as_usize()) else {
                         continue;
+                    };
+                    if let Some(c) = counts.get_mut(t as usize) {
+                        if *c >= MAX_HITS_PER_TRIGGER {
+                            continue;
+                        }
+                        *c += 1;
                     }
-                    *c += 1;
+                    hits.push((t, range.start + m.start()));
                 }
-                hits.push((t, m.start()));
             }
         }
         Self {
@@ -314,6 +331,16 @@ mod tests {
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].text, "/home/bob/src/a.c");
         assert_eq!(runs[0].offset, 26);
+    }
+
+    #[test]
+    fn ranges_limit_the_hits_not_the_reads() {
+        let data = b"\0Copyright Foo\0\0/home/bob/src/a.c\0";
+        let scan = Scan::within("f", data, &[16..22], &Params::default());
+        assert_eq!(scan.hits(Trigger::Copyright).count(), 0);
+        let runs = scan.runs(&[Trigger::HomePath]);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].text, "/home/bob/src/a.c");
     }
 
     #[test]
