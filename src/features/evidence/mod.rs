@@ -220,7 +220,8 @@ pub fn extract_tree(tree: &Tree, params: &Params) -> Vec<Evidence> {
         // A container's entries are read on their own: of its own bytes, only the stretches
         // no entry claimed (headers, a FIT's device tree, trailing data) are searched.
         let ranges: Vec<Range<usize>> = if node.children.is_empty() {
-            vec![0..node.data.len()]
+            let whole = 0..node.data.len();
+            vec![whole]
         } else {
             node.gaps
                 .iter()

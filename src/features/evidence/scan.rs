@@ -336,7 +336,8 @@ mod tests {
     #[test]
     fn ranges_limit_the_hits_not_the_reads() {
         let data = b"\0Copyright Foo\0\0/home/bob/src/a.c\0";
-        let scan = Scan::within("f", data, &[16..22], &Params::default());
+        let home = 16..22;
+        let scan = Scan::within("f", data, std::slice::from_ref(&home), &Params::default());
         assert_eq!(scan.hits(Trigger::Copyright).count(), 0);
         let runs = scan.runs(&[Trigger::HomePath]);
         assert_eq!(runs.len(), 1);
