@@ -169,8 +169,9 @@ pub const EXTRACTORS: &[&dyn EvidenceExtractor] = &[
     &platform::Platform,
 ];
 
-/// Runs every extractor on one file. Items are de-duplicated per (kind, value, source) — the first offset
-/// is kept and `detail.occurrences` counts the rest — capped per kind, and sorted by offset.
+/// Runs every extractor on one file. Items are de-duplicated per (kind, value, source) — the
+/// first offset is kept and `detail.occurrences` counts the rest — capped per kind, and sorted by
+/// offset.
 pub fn extract(path: &str, bytes: &[u8], params: &Params) -> Vec<Evidence> {
     extract_within(path, bytes, std::slice::from_ref(&(0..bytes.len())), params)
 }
@@ -191,7 +192,8 @@ pub fn extract_within(
 }
 
 /// Evidence stated by a container's header rather than by bytes: the uImage name (`format` is
-/// `uimage`, key `name`) and a Hikvision-style `oem_code`. `meta` is a node's `format_meta`.
+/// `uimage`, key `name`), a Hikvision `oem_code` and `device_class`. `meta` is a node's
+/// `format_meta`.
 pub fn extract_meta(path: &str, format: Option<&str>, meta: &Meta) -> Vec<Evidence> {
     let mut out = Vec::new();
     vendor::from_meta(path, format, meta, &mut out);

@@ -538,7 +538,8 @@ fn find_quoted(bytes: &[u8], text: &str) -> Option<u64> {
         .map(|p| p as u64 + 1)
 }
 
-/// What a container header says: the uImage name, an OEM code, a vendor or brand field.
+/// What a container header says: the uImage name, an OEM code (Hikvision `oem_code`), a vendor
+/// or brand field, a device class (Hikvision `device_class`, as a product item).
 pub fn from_meta(path: &str, format: Option<&str>, meta: &Meta, out: &mut Vec<Evidence>) {
     if format == Some("uimage")
         && let Some(name) = meta.get("name").and_then(Value::as_str)
@@ -548,6 +549,21 @@ pub fn from_meta(path: &str, format: Option<&str>, meta: &Meta, out: &mut Vec<Ev
     }
     for (key, value) in meta {
         let lk = key.to_ascii_lowercase();
+        if lk == "device_class" {
+            let class = match value {
+                Value::String(s) => s.trim().to_owned(),
+                Value::Number(n) => n.to_string(),
+                _ => continue,
+            };
+            out.push(Evidence::new(
+                Kind::Product,
+                class,
+                json!({ "source": "header", "key": key, "format": format }),
+                path,
+                0,
+            ));
+            continue;
+        }
         let source = if lk == "oem_code" || lk == "oem" {
             "oem_code"
         } else if VENDOR_KEYS.contains(&lk.as_str()) {
@@ -875,9 +891,13 @@ mod tests {
         let mut meta = Meta::new();
         meta.insert("name".into(), "Linux-3.4.35".into());
         meta.insert("oem_code".into(), 7.into());
+        meta.insert("device_class".into(), 5.into());
         let mut out = Vec::new();
         from_meta("k.img", Some("uimage"), &meta, &mut out);
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 3);
+        let class = out.iter().find(|e| e.kind == Kind::Product).unwrap();
+        assert_eq!(class.value, "5");
+        out.retain(|e| e.kind != Kind::Product);
         assert_eq!(out[0].kind, Kind::ImageName);
         assert_eq!(out[0].value, "Linux-3.4.35");
         assert_eq!(out[1].kind, Kind::Vendor);
