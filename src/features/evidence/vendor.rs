@@ -596,8 +596,10 @@ pub fn from_meta(path: &str, format: Option<&str>, meta: &Meta, out: &mut Vec<Ev
 pub struct Candidate {
     /// The folded name shared by the items.
     pub name: String,
-    /// The most frequent spelling found.
+    /// The most frequent spelling of the name itself.
     pub display: String,
+    /// Longer one-word names grouped under this one (`dahuatech` under `dahua`).
+    pub aliases: Vec<String>,
     /// Score: each source's weight times `1 + ln(files it was found in)`, summed.
     pub score: f64,
     /// Items per source (`manifest`, `copyright`, `company`, `url`, `email`, `oem_code` …).
@@ -684,6 +686,19 @@ const NOT_VENDORS: &[&str] = &[
     "sectigo",
     "godaddy",
     "amazontrust",
+    "launchpad",
+    "debian",
+    "ubuntu",
+    "freebsd",
+    "netbsd",
+    "openbsd",
+    "codepoet",
+    "dkuug",
+    "gnome",
+    "kde",
+    "isc",
+    "samba",
+    "xiph",
     "gmail",
     "qq",
     "163",
@@ -708,35 +723,63 @@ fn weight(source: &str) -> f64 {
     }
 }
 
-/// Groups the vendor items of `evidence` by folded name and scores them, best first. Names of
+/// Groups the vendor items of `evidence` by folded name (a one-word name extending a shorter one
+/// joins it as an alias) and scores them, best first. Names of
 /// open-source projects, standards bodies, certificate authorities and free mail services are
 /// left out.
 pub fn candidates(evidence: &[Evidence]) -> Vec<Candidate> {
     struct Acc<'e> {
         spellings: BTreeMap<&'e str, usize>,
+        aliases: BTreeSet<&'e str>,
         per_source: BTreeMap<&'e str, (usize, BTreeSet<&'e str>)>,
         files: BTreeSet<&'e str>,
         first: (&'e str, u64),
     }
-    let mut groups: BTreeMap<&str, Acc<'_>> = BTreeMap::new();
-    for e in evidence.iter().filter(|e| e.kind == Kind::Vendor) {
-        let Some(name) = e.detail_str("normalized").filter(|n| !n.is_empty()) else {
-            continue;
-        };
-        if NOT_VENDORS
-            .iter()
-            .any(|n| name == *n || name.starts_with(&format!("{n} ")))
-        {
-            continue;
+    let items: Vec<(&str, &Evidence)> = evidence
+        .iter()
+        .filter(|e| e.kind == Kind::Vendor)
+        .filter_map(|e| {
+            let name = e.detail_str("normalized").filter(|n| !n.is_empty())?;
+            let stop = NOT_VENDORS
+                .iter()
+                .any(|n| name == *n || name.starts_with(&format!("{n} ")));
+            (!stop).then_some((name, e))
+        })
+        .collect();
+    // One-word names that extend a shorter one-word name of at least four characters join it
+    // (`dahuatech`, `dahuap2p` → `dahua`): vendors prefix their service domains with their name.
+    let words: BTreeSet<&str> = items
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !n.contains(' '))
+        .collect();
+    let group_of = |name: &str| -> String {
+        if name.contains(' ') {
+            return name.to_owned();
         }
+        words
+            .iter()
+            .filter(|w| w.len() >= 4 && w.len() < name.len() && name.starts_with(**w))
+            .min_by_key(|w| w.len())
+            .map_or_else(|| name.to_owned(), |w| (*w).to_owned())
+    };
+    let mut groups: BTreeMap<String, Acc<'_>> = BTreeMap::new();
+    for &(name, e) in &items {
         let source = e.detail_str("source").unwrap_or("other");
-        let acc = groups.entry(name).or_insert_with(|| Acc {
+        let key = group_of(name);
+        let own = key == name;
+        let acc = groups.entry(key).or_insert_with(|| Acc {
             spellings: BTreeMap::new(),
+            aliases: BTreeSet::new(),
             per_source: BTreeMap::new(),
             files: BTreeSet::new(),
             first: (&e.path, e.offset),
         });
-        *acc.spellings.entry(&e.value).or_insert(0) += 1;
+        if own {
+            *acc.spellings.entry(&e.value).or_insert(0) += 1;
+        } else {
+            acc.aliases.insert(name);
+        }
         let s = acc.per_source.entry(source).or_insert((0, BTreeSet::new()));
         s.0 += 1;
         s.1.insert(&e.path);
@@ -757,8 +800,9 @@ pub fn candidates(evidence: &[Evidence]) -> Vec<Candidate> {
                 .map(|(s, _)| (*s).to_owned())
                 .unwrap_or_default();
             Candidate {
-                name: name.to_owned(),
                 display,
+                aliases: acc.aliases.iter().map(|a| (*a).to_owned()).collect(),
+                name,
                 score: (score * 100.0).round() / 100.0,
                 sources: acc
                     .per_source
@@ -914,9 +958,10 @@ mod tests {
             ("c", "acmevision.com", "url"),
             ("d", "Free Software Foundation", "copyright"),
             ("e", "Othercam Inc.", "company"),
+            ("f", "acmevisionp2p.com", "url"),
         ] {
             let norm = if source == "url" {
-                "acmevision".to_owned()
+                raw.trim_end_matches(".com").to_owned()
             } else {
                 normalize(raw)
             };
@@ -925,10 +970,13 @@ mod tests {
         let c = candidates(&ev);
         assert_eq!(c.len(), 2, "{c:#?}");
         assert_eq!(c[0].name, "acmevision");
-        assert_eq!(c[0].files, 3);
+        assert_eq!(c[0].aliases, ["acmevisionp2p"]);
+        assert_eq!(c[0].display, "ACMEVISION CO.,LTD.");
+        assert_eq!(c[0].files, 4);
         assert_eq!(c[0].sources["company"], 2);
-        // company: 3 × (1 + ln 2); url: 1.5 × (1 + ln 1).
-        let expected = 3.0 * (1.0 + 2f64.ln()) + 1.5;
+        assert_eq!(c[0].sources["url"], 2);
+        // company: 3 × (1 + ln 2); url: 1.5 × (1 + ln 2).
+        let expected = 3.0 * (1.0 + 2f64.ln()) + 1.5 * (1.0 + 2f64.ln());
         assert!((c[0].score - expected).abs() < 0.01, "{}", c[0].score);
         assert_eq!(c[1].name, "othercam");
     }
