@@ -11,6 +11,9 @@ mod common;
 
 mod archives;
 mod compression;
+mod features_components;
+mod features_elf;
+mod fingerprint;
 mod hash_differential;
 mod hash_golden;
 mod hash_index;
