@@ -93,9 +93,15 @@ pub fn fingerprint(tree: &Tree, params: &FeatureParams) -> Fingerprint {
         .par_iter()
         .map(|u| file_features(u, params, &elf_params))
         .collect();
-    let classes: HashMap<&str, ContentClass> =
-        files.iter().map(|f| (f.sha256.as_str(), f.class)).collect();
-    let coverage = coverage(tree, &classes);
+    // Files whose content is recognised: a known class or a known component.
+    let known: HashMap<&str, bool> = files
+        .iter()
+        .map(|f| {
+            let known = f.class != ContentClass::Other || !f.components.is_empty();
+            (f.sha256.as_str(), known)
+        })
+        .collect();
+    let coverage = coverage(tree, &known);
     let image = tree.root().map_or_else(
         || ImageInfo {
             name: String::new(),
@@ -121,14 +127,18 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Leaf files with bytes, grouped by SHA-256, in depth-first order of first occurrence.
+/// The files of an image, grouped by SHA-256, in depth-first order of first occurrence: every
+/// entry an archive or filesystem names (a PNG or an ELF file stays one file even when carving
+/// finds a stream inside it), and every blob nothing was unpacked from.
 fn unique_files(tree: &Tree) -> Vec<Unique<'_>> {
     let order = tree.dfs();
     let leaves: Vec<usize> = order
         .into_iter()
         .filter(|&id| {
             tree.get(id).is_some_and(|n| {
-                n.kind == EntryKind::File && !n.data.is_empty() && n.children.is_empty()
+                n.kind == EntryKind::File
+                    && !n.data.is_empty()
+                    && (n.children.is_empty() || named_entry(tree, n))
             })
         })
         .collect();
@@ -162,6 +172,15 @@ fn unique_files(tree: &Tree) -> Vec<Unique<'_>> {
         }
     }
     out
+}
+
+/// Whether a container named this entry (its parent is an archive or filesystem, not a stream,
+/// a payload wrapper or a carved region).
+fn named_entry(tree: &Tree, n: &Node) -> bool {
+    n.parent
+        .and_then(|p| tree.get(p))
+        .and_then(|p| p.format)
+        .is_some_and(|f| !STREAM_FORMATS.contains(&f))
 }
 
 /// Whether an ancestor is a uImage of type kernel.
@@ -225,8 +244,9 @@ struct Tally {
 }
 
 /// How the image's bytes divide into identified files, padding and opaque data: each container
-/// passes its weight (image bytes) to its gaps and, in proportion to their sizes, to its entries.
-fn coverage(tree: &Tree, classes: &HashMap<&str, ContentClass>) -> Coverage {
+/// passes its weight (image bytes) to its gaps and, in proportion to their sizes, to its entries;
+/// a recognised file (`known`, by SHA-256) is identified as a whole.
+fn coverage(tree: &Tree, known: &HashMap<&str, bool>) -> Coverage {
     let Some(root) = tree.root() else {
         return Coverage::default();
     };
@@ -240,6 +260,15 @@ fn coverage(tree: &Tree, classes: &HashMap<&str, ContentClass>) -> Coverage {
         if weight <= 0.0 || size <= 0.0 {
             continue;
         }
+        let recognised = n
+            .sha256
+            .map(hex::encode)
+            .and_then(|h| known.get(h.as_str()).copied())
+            .unwrap_or(false);
+        if recognised && n.error.is_none() {
+            t.identified += weight;
+            continue;
+        }
         let files: Vec<(usize, f64)> = n
             .children
             .iter()
@@ -247,7 +276,7 @@ fn coverage(tree: &Tree, classes: &HashMap<&str, ContentClass>) -> Coverage {
             .filter(|(_, len)| *len > 0.0)
             .collect();
         if n.children.is_empty() || files.is_empty() && n.format.is_none() {
-            leaf(tree, n, weight, classes, &mut t);
+            leaf(tree, n, weight, &mut t);
             continue;
         }
         let mut gap_bytes = 0.0;
@@ -324,24 +353,15 @@ fn coverage(tree: &Tree, classes: &HashMap<&str, ContentClass>) -> Coverage {
     }
 }
 
-/// A blob nothing was unpacked from: identified if a container named it or its class is known;
-/// otherwise its own gaps (the carver describes an unrecognised blob as one padding or opaque
-/// stretch) say what it is.
-fn leaf(tree: &Tree, n: &Node, weight: f64, classes: &HashMap<&str, ContentClass>, t: &mut Tally) {
-    let named_entry = n
-        .parent
-        .and_then(|p| tree.get(p))
-        .and_then(|p| p.format)
-        .is_some_and(|f| !STREAM_FORMATS.contains(&f));
-    let class = n
-        .sha256
-        .map(hex::encode)
-        .and_then(|h| classes.get(h.as_str()).copied())
-        .unwrap_or(ContentClass::Other);
-    if n.error.is_none() && (named_entry || class != ContentClass::Other) {
-        t.identified += weight;
-        return;
-    }
+/// Entropy above which a file of unknown content counts as opaque (compressed or encrypted data
+/// nothing could open) even when a container names it.
+const OPAQUE_ENTROPY: f32 = 7.5;
+
+/// A blob nothing was unpacked from and whose content is not recognised. The carver describes
+/// such a blob as one padding or opaque stretch: an entry a container names is identified unless
+/// it is padding or high-entropy; an anonymous stream or payload is what its stretches say.
+fn leaf(tree: &Tree, n: &Node, weight: f64, t: &mut Tally) {
+    let named = named_entry(tree, n) && n.error.is_none();
     let size = n.data.len() as f64;
     if n.gaps.is_empty() {
         let entropy = crate::unpack::carve::entropy(&n.data);
@@ -351,22 +371,23 @@ fn leaf(tree: &Tree, n: &Node, weight: f64, classes: &HashMap<&str, ContentClass
         } else {
             GapKind::Opaque
         };
-        add_gap(t, n, kind, 0, n.data.len() as u64, entropy, weight);
+        if named && kind == GapKind::Opaque && entropy < OPAQUE_ENTROPY {
+            t.identified += weight;
+        } else {
+            add_gap(t, n, kind, 0, n.data.len() as u64, entropy, weight);
+        }
         return;
     }
     let mut used = 0.0;
     for g in &n.gaps {
         let len = (g.len as f64).min(size - used).max(0.0);
         used += len;
-        add_gap(
-            t,
-            n,
-            g.kind,
-            g.offset,
-            g.len,
-            g.entropy,
-            weight * len / size,
-        );
+        let w = weight * len / size;
+        if named && g.kind == GapKind::Opaque && g.entropy < OPAQUE_ENTROPY {
+            t.identified += w;
+        } else {
+            add_gap(t, n, g.kind, g.offset, g.len, g.entropy, w);
+        }
     }
     t.identified += weight * (1.0 - used / size).max(0.0);
 }
