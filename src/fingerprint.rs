@@ -119,6 +119,11 @@ pub struct FileFeatures {
     pub digests: FileDigests,
     /// How many strings the file holds (capped at `params.max_strings`).
     pub strings: usize,
+    /// The file is a container (archive, filesystem, compressed stream, uImage) whose entries
+    /// are listed as files of their own: it carries only its SHA-256 and class, no fuzzy digests,
+    /// strings or components.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpacked: bool,
     /// ELF anatomy, for ELF files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elf: Option<ElfFeatures>,

@@ -82,6 +82,8 @@ struct Unique<'t> {
     node: &'t Node,
     paths: Vec<String>,
     in_kernel_image: bool,
+    /// Its bytes were unpacked as an archive, filesystem, stream or payload wrapper.
+    container: bool,
 }
 
 /// The fingerprint of an unpacked image: features of every unique file (files nothing was
@@ -167,6 +169,8 @@ fn unique_files(tree: &Tree) -> Vec<Unique<'_>> {
                     node,
                     paths: vec![lossy(&node.path)],
                     in_kernel_image: in_kernel,
+                    container: !node.children.is_empty()
+                        && node.format.is_some_and(|f| f != "carve"),
                 });
             }
         }
@@ -213,24 +217,46 @@ fn file_features(
     if class == ContentClass::Other && u.in_kernel_image {
         class = ContentClass::KernelImage;
     }
-    let d = hash::digests(data);
-    let strings = strings::extract(data, params.string_min_len, params.max_strings);
-    let components = components::detect(&strings.runs, name);
-    let elf = data
-        .starts_with(b"\x7fELF")
-        .then(|| elf::extract(data, elf_params));
-    FileFeatures {
+    let mut f = FileFeatures {
         sha256: hex::encode(u.sha256),
         size: data.len() as u64,
         paths: u.paths.clone(),
         class,
         digests: FileDigests {
-            ssdeep: d.ssdeep.ok().map(|s| s.to_string()),
-            tlsh: d.tlsh.map(|t| t.to_string()),
+            ssdeep: None,
+            tlsh: None,
         },
-        strings: strings.runs.len(),
-        elf,
-        components,
+        strings: 0,
+        unpacked: u.container,
+        elf: None,
+        components: Vec::new(),
+    };
+    if u.container {
+        // A filesystem or archive image: its entries are files of their own, and fuzzy digests
+        // or strings of compressed container bytes say nothing the entries do not.
+        return f;
+    }
+    f.digests = fuzzy_digests(data);
+    let strings = strings::extract(data, params.string_min_len, params.max_strings);
+    f.strings = strings.runs.len();
+    f.components = components::detect(&strings.runs, name);
+    f.elf = data
+        .starts_with(b"\x7fELF")
+        .then(|| elf::extract(data, elf_params));
+    f
+}
+
+/// ssdeep and TLSH in one pass (the SHA-256 is already known from unpacking).
+fn fuzzy_digests(data: &[u8]) -> FileDigests {
+    let mut ssdeep = hash::SsdeepHasher::with_len(data.len() as u64);
+    let mut tlsh = hash::TlshHasher::new();
+    for chunk in data.chunks(hash::digests::CHUNK) {
+        ssdeep.update(chunk);
+        tlsh.update(chunk);
+    }
+    FileDigests {
+        ssdeep: ssdeep.finish().ok().map(|s| s.to_string()),
+        tlsh: tlsh.finish().map(|t| t.to_string()),
     }
 }
 
