@@ -19,6 +19,10 @@ pub enum Error {
     /// The input is not usable at all (for example an invalid option value).
     #[error("{0}")]
     Invalid(String),
+    /// A stored result made by another version or with other parameters: refused, to be
+    /// recomputed, never mixed with current ones.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// Result with the crate's [`Error`].

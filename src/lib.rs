@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod features;
+pub mod fingerprint;
 pub mod hash;
 pub mod input;
 pub mod synth;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod demo;
+mod fingerprint;
 mod hash;
 mod unpack;
 
@@ -28,6 +29,9 @@ pub enum Command {
     Hash(hash::HashArgs),
     /// List (or safely write) every file inside an image, recursively.
     Unpack(unpack::UnpackArgs),
+    /// Unpack an image and write its fingerprint (files, classes, digests, ELF anatomy,
+    /// components, coverage) as JSON.
+    Fingerprint(fingerprint::FingerprintArgs),
     /// Build a sample Dahua-style camera update with fwsim's own writers and unpack it.
     Demo(demo::DemoArgs),
 }
@@ -150,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::Hash(args) => hash::run(args),
         Command::Unpack(args) => unpack::run(args, cli.quiet),
         Command::Demo(args) => demo::run(args, cli.quiet),
+        Command::Fingerprint(args) => fingerprint::run(args, cli.quiet),
     };
     match outcome {
         Ok(()) => ExitCode::from(Exit::Ok as u8),

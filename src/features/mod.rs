@@ -1,4 +1,437 @@
-//! Features: what fwsim extracts from the files of an unpacked tree (ELF anatomy, strings,
-//! open-source components, evidence that survives a rebrand), one small module each.
+//! Features: what fwsim extracts from the files of an unpacked tree (content class, ELF anatomy,
+//! strings, open-source components, evidence that survives a rebrand), one small module each, and
+//! the driver [`fingerprint`] that runs them over every unique file in parallel and measures
+//! coverage.
 
+pub mod class;
+pub mod components;
+pub mod elf;
 pub mod evidence;
+pub mod strings;
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::fingerprint::{
+    Coverage, FileDigests, FileFeatures, Fingerprint, ImageInfo, NodeError, OpaqueStretch, Params,
+    SCHEMA_VERSION,
+};
+use crate::hash;
+use crate::unpack::{EntryKind, GapKind, Node, Tree};
+use class::ContentClass;
+
+/// Extraction parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeatureParams {
+    /// Minimum length of a string (ASCII characters or UTF-16 code units).
+    pub string_min_len: usize,
+    /// Most strings read from one file.
+    pub max_strings: usize,
+    /// ELF sections below this many bytes get only a SHA-256.
+    pub section_floor: u64,
+    /// Most imported (and exported) symbol names kept per ELF file.
+    pub max_symbols: usize,
+}
+
+impl Default for FeatureParams {
+    fn default() -> Self {
+        Self {
+            string_min_len: 6,
+            max_strings: 1_000_000,
+            section_floor: 512,
+            max_symbols: 100_000,
+        }
+    }
+}
+
+impl FeatureParams {
+    /// The parameters as a fingerprint records them.
+    pub fn recorded(&self) -> Params {
+        Params {
+            string_min_len: self.string_min_len,
+            max_strings: self.max_strings,
+            section_floor: self.section_floor,
+            identifier_recipe: elf::IDENTIFIER_RECIPE.to_owned(),
+        }
+    }
+
+    fn elf(&self) -> elf::ElfParams {
+        elf::ElfParams {
+            section_floor: self.section_floor,
+            string_min_len: self.string_min_len,
+            max_symbols: self.max_symbols,
+            max_strings: self.max_strings,
+        }
+    }
+}
+
+/// Opaque stretches listed in a fingerprint (the largest); the rest are counted.
+const MAX_OPAQUE_LISTED: usize = 100;
+/// Unpack errors listed in a fingerprint; the rest are counted.
+const MAX_ERRORS_LISTED: usize = 100;
+
+/// Formats whose output is one anonymous stream or payload rather than named entries: a file
+/// they produce is "identified" only if its content class is known.
+const STREAM_FORMATS: &[&str] = &[
+    "gzip", "bzip2", "xz", "lzma", "zstd", "lz4", "lzop", "zlib", "uimage", "carve",
+];
+
+/// One unique file: its bytes, every node holding them, and whether it sits in a kernel uImage.
+struct Unique<'t> {
+    sha256: [u8; 32],
+    node: &'t Node,
+    paths: Vec<String>,
+    in_kernel_image: bool,
+    /// Its bytes were unpacked as an archive, filesystem, stream or payload wrapper.
+    container: bool,
+}
+
+/// The fingerprint of an unpacked image: features of every unique file (files nothing was
+/// unpacked from), computed in parallel, and the image's coverage.
+pub fn fingerprint(tree: &Tree, params: &FeatureParams) -> Fingerprint {
+    let uniques = unique_files(tree);
+    let elf_params = params.elf();
+    let files: Vec<FileFeatures> = uniques
+        .par_iter()
+        .map(|u| file_features(u, params, &elf_params))
+        .collect();
+    // Files whose content is recognised: a known class or a known component.
+    let known: HashMap<&str, bool> = files
+        .iter()
+        .map(|f| {
+            let known = f.class != ContentClass::Other || !f.components.is_empty();
+            (f.sha256.as_str(), known)
+        })
+        .collect();
+    let coverage = coverage(tree, &known);
+    let image = tree.root().map_or_else(
+        || ImageInfo {
+            name: String::new(),
+            size: 0,
+            sha256: hex::encode(Sha256::digest(b"")),
+        },
+        |r| ImageInfo {
+            name: lossy(&r.path),
+            size: r.data.len() as u64,
+            sha256: hex::encode(r.sha256.unwrap_or_else(|| Sha256::digest(&r.data).into())),
+        },
+    );
+    Fingerprint {
+        schema_version: SCHEMA_VERSION,
+        params: params.recorded(),
+        image,
+        coverage,
+        files,
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The files of an image, grouped by SHA-256, in depth-first order of first occurrence: every
+/// entry an archive or filesystem names (a PNG or an ELF file stays one file even when carving
+/// finds a stream inside it), and every blob nothing was unpacked from.
+fn unique_files(tree: &Tree) -> Vec<Unique<'_>> {
+    let order = tree.dfs();
+    let leaves: Vec<usize> = order
+        .into_iter()
+        .filter(|&id| {
+            tree.get(id).is_some_and(|n| {
+                n.kind == EntryKind::File
+                    && !n.data.is_empty()
+                    && (n.children.is_empty() || named_entry(tree, n))
+            })
+        })
+        .collect();
+    // Files whose entry failed were never hashed by the engine.
+    let hashes: Vec<[u8; 32]> = leaves
+        .par_iter()
+        .map(|&id| match tree.get(id) {
+            Some(n) => n.sha256.unwrap_or_else(|| Sha256::digest(&n.data).into()),
+            None => [0; 32],
+        })
+        .collect();
+    let mut index: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut out: Vec<Unique<'_>> = Vec::new();
+    for (&id, h) in leaves.iter().zip(hashes) {
+        let Some(node) = tree.get(id) else { continue };
+        let in_kernel = in_kernel_image(tree, node);
+        match index.get(&h).and_then(|&i| out.get_mut(i)) {
+            Some(u) => {
+                u.paths.push(lossy(&node.path));
+                u.in_kernel_image |= in_kernel;
+            }
+            None => {
+                index.insert(h, out.len());
+                out.push(Unique {
+                    sha256: h,
+                    node,
+                    paths: vec![lossy(&node.path)],
+                    in_kernel_image: in_kernel,
+                    container: !node.children.is_empty()
+                        && node.format.is_some_and(|f| f != "carve"),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Whether a container named this entry (its parent is an archive or filesystem, not a stream,
+/// a payload wrapper or a carved region).
+fn named_entry(tree: &Tree, n: &Node) -> bool {
+    n.parent
+        .and_then(|p| tree.get(p))
+        .and_then(|p| p.format)
+        .is_some_and(|f| !STREAM_FORMATS.contains(&f))
+}
+
+/// Whether an ancestor is a uImage of type kernel.
+fn in_kernel_image(tree: &Tree, node: &Node) -> bool {
+    let mut cur = node.parent.and_then(|p| tree.get(p));
+    let mut steps = 0u32;
+    while let Some(n) = cur {
+        if n.format == Some("uimage")
+            && n.format_meta.get("type").and_then(|v| v.as_str()) == Some("kernel")
+        {
+            return true;
+        }
+        steps += 1;
+        if steps > 1024 {
+            break;
+        }
+        cur = n.parent.and_then(|p| tree.get(p));
+    }
+    false
+}
+
+fn file_features(
+    u: &Unique<'_>,
+    params: &FeatureParams,
+    elf_params: &elf::ElfParams,
+) -> FileFeatures {
+    let data = &u.node.data[..];
+    let name = &u.node.path[..];
+    let mut class = class::classify(data, name);
+    if class == ContentClass::Other && u.in_kernel_image {
+        class = ContentClass::KernelImage;
+    }
+    let mut f = FileFeatures {
+        sha256: hex::encode(u.sha256),
+        size: data.len() as u64,
+        paths: u.paths.clone(),
+        class,
+        digests: FileDigests {
+            ssdeep: None,
+            tlsh: None,
+        },
+        strings: 0,
+        unpacked: u.container,
+        elf: None,
+        components: Vec::new(),
+    };
+    if u.container {
+        // A filesystem or archive image: its entries are files of their own, and fuzzy digests
+        // or strings of compressed container bytes say nothing the entries do not.
+        return f;
+    }
+    f.digests = fuzzy_digests(data);
+    let strings = strings::extract(data, params.string_min_len, params.max_strings);
+    f.strings = strings.runs.len();
+    f.components = components::detect(&strings.runs, name);
+    f.elf = data
+        .starts_with(b"\x7fELF")
+        .then(|| elf::extract(data, elf_params));
+    f
+}
+
+/// ssdeep and TLSH in one pass (the SHA-256 is already known from unpacking).
+fn fuzzy_digests(data: &[u8]) -> FileDigests {
+    let mut ssdeep = hash::SsdeepHasher::with_len(data.len() as u64);
+    let mut tlsh = hash::TlshHasher::new();
+    for chunk in data.chunks(hash::digests::CHUNK) {
+        ssdeep.update(chunk);
+        tlsh.update(chunk);
+    }
+    FileDigests {
+        ssdeep: ssdeep.finish().ok().map(|s| s.to_string()),
+        tlsh: tlsh.finish().map(|t| t.to_string()),
+    }
+}
+
+/// Running totals of the coverage walk, in image bytes (fractional while walking).
+#[derive(Default)]
+struct Tally {
+    identified: f64,
+    padding: f64,
+    opaque: f64,
+    stretches: Vec<OpaqueStretch>,
+}
+
+/// How the image's bytes divide into identified files, padding and opaque data: each container
+/// passes its weight (image bytes) to its gaps and, in proportion to their sizes, to its entries;
+/// a recognised file (`known`, by SHA-256) is identified as a whole.
+fn coverage(tree: &Tree, known: &HashMap<&str, bool>) -> Coverage {
+    let Some(root) = tree.root() else {
+        return Coverage::default();
+    };
+    let image_bytes = root.data.len() as u64;
+    let mut t = Tally::default();
+    // Explicit stack: (node, weight).
+    let mut stack: Vec<(usize, f64)> = vec![(0, image_bytes as f64)];
+    while let Some((id, weight)) = stack.pop() {
+        let Some(n) = tree.get(id) else { continue };
+        let size = n.data.len() as f64;
+        if weight <= 0.0 || size <= 0.0 {
+            continue;
+        }
+        let recognised = n
+            .sha256
+            .map(hex::encode)
+            .and_then(|h| known.get(h.as_str()).copied())
+            .unwrap_or(false);
+        if recognised && n.error.is_none() {
+            t.identified += weight;
+            continue;
+        }
+        let files: Vec<(usize, f64)> = n
+            .children
+            .iter()
+            .filter_map(|&c| tree.get(c).map(|cn| (c, cn.data.len() as f64)))
+            .filter(|(_, len)| *len > 0.0)
+            .collect();
+        if n.children.is_empty() || files.is_empty() && n.format.is_none() {
+            leaf(tree, n, weight, &mut t);
+            continue;
+        }
+        let mut gap_bytes = 0.0;
+        for g in &n.gaps {
+            let len = (g.len as f64).min(size - gap_bytes).max(0.0);
+            gap_bytes += len;
+            add_gap(
+                &mut t,
+                n,
+                g.kind,
+                g.offset,
+                g.len,
+                g.entropy,
+                weight * len / size,
+            );
+        }
+        let claimed = weight * (1.0 - gap_bytes / size).max(0.0);
+        let total: f64 = files.iter().map(|(_, l)| l).sum();
+        if total <= 0.0 {
+            t.identified += claimed;
+        } else {
+            stack.extend(files.iter().map(|&(c, l)| (c, claimed * l / total)));
+        }
+    }
+    let errors: Vec<&Node> = tree.errors().collect();
+    let mut stretches = std::mem::take(&mut t.stretches);
+    let opaque_count = stretches.len();
+    stretches.sort_by(|a, b| {
+        b.image_bytes
+            .cmp(&a.image_bytes)
+            .then_with(|| a.path.cmp(&b.path))
+            .then(a.offset.cmp(&b.offset))
+    });
+    stretches.truncate(MAX_OPAQUE_LISTED);
+    // Round so that the three counts add up to the image size exactly.
+    let padding = t.padding.round() as u64;
+    let opaque = (t.opaque.round() as u64).min(image_bytes.saturating_sub(padding));
+    let identified = image_bytes.saturating_sub(padding).saturating_sub(opaque);
+    // Shares to six decimals: exact through a JSON round trip.
+    let share = |v: u64| {
+        if image_bytes == 0 {
+            0.0
+        } else {
+            (v as f64 / image_bytes as f64 * 1e6).round() / 1e6
+        }
+    };
+    Coverage {
+        image_bytes,
+        identified_bytes: identified,
+        padding_bytes: padding,
+        opaque_bytes: opaque,
+        identified_share: if image_bytes == 0 {
+            1.0
+        } else {
+            share(identified)
+        },
+        padding_share: share(padding),
+        opaque_share: share(opaque),
+        opaque: stretches,
+        opaque_count,
+        error_count: errors.len(),
+        errors: errors
+            .iter()
+            .take(MAX_ERRORS_LISTED)
+            .map(|n| NodeError {
+                path: lossy(&n.path),
+                error: n
+                    .error
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+/// Entropy above which a file of unknown content counts as opaque (compressed or encrypted data
+/// nothing could open) even when a container names it.
+const OPAQUE_ENTROPY: f32 = 7.5;
+
+/// A blob nothing was unpacked from and whose content is not recognised. The carver describes
+/// such a blob as one padding or opaque stretch: an entry a container names is identified unless
+/// it is padding or high-entropy; an anonymous stream or payload is what its stretches say.
+fn leaf(tree: &Tree, n: &Node, weight: f64, t: &mut Tally) {
+    let named = named_entry(tree, n) && n.error.is_none();
+    let size = n.data.len() as f64;
+    if n.gaps.is_empty() {
+        let entropy = crate::unpack::carve::entropy(&n.data);
+        let padding = n.data.iter().all(|&b| b == 0) || n.data.iter().all(|&b| b == 0xff);
+        let kind = if padding {
+            GapKind::Padding
+        } else {
+            GapKind::Opaque
+        };
+        if named && kind == GapKind::Opaque && entropy < OPAQUE_ENTROPY {
+            t.identified += weight;
+        } else {
+            add_gap(t, n, kind, 0, n.data.len() as u64, entropy, weight);
+        }
+        return;
+    }
+    let mut used = 0.0;
+    for g in &n.gaps {
+        let len = (g.len as f64).min(size - used).max(0.0);
+        used += len;
+        let w = weight * len / size;
+        if named && g.kind == GapKind::Opaque && g.entropy < OPAQUE_ENTROPY {
+            t.identified += w;
+        } else {
+            add_gap(t, n, g.kind, g.offset, g.len, g.entropy, w);
+        }
+    }
+    t.identified += weight * (1.0 - used / size).max(0.0);
+}
+
+fn add_gap(t: &mut Tally, n: &Node, kind: GapKind, offset: u64, len: u64, entropy: f32, w: f64) {
+    match kind {
+        GapKind::Padding => t.padding += w,
+        GapKind::Opaque => {
+            t.opaque += w;
+            t.stretches.push(OpaqueStretch {
+                path: lossy(&n.path),
+                offset,
+                len,
+                image_bytes: w.round() as u64,
+                entropy,
+            });
+        }
+    }
+}
