@@ -1,6 +1,6 @@
 //! The project's own firmware writers: realistic camera images assembled in code — squashfs through
 //! backhand, uImage partitions, Dahua and Hikvision update packages, raw flash dumps, tar.gz
-//! updates, romfs and squashfs 3 — for `fwsim demo`, the tests and the benchmarks. Everything is
+//! updates, romfs, squashfs 3 and YAFFS2 — for `fwsim demo`, the tests and the benchmarks. Everything is
 //! generated; nothing is downloaded.
 //!
 //! ```
@@ -22,6 +22,7 @@ pub mod romfs;
 pub mod squashfs;
 pub mod squashfs3;
 pub mod tarball;
+pub mod yaffs2;
 
 pub use camera::{Brand, Firmware, Options, Partition, Payload};
 pub use content::{Entry, EntryData, Rootfs};

@@ -30,6 +30,7 @@ pub mod squashfs;
 pub mod tar;
 pub mod uimage;
 pub mod xz;
+pub mod yaffs2;
 pub mod zip;
 pub mod zlib;
 pub mod zstd;
@@ -81,6 +82,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &cramfs::Cramfs,
     &romfs::Romfs,
     &romfs::AmbaRomfs,
+    &yaffs2::Yaffs2,
     &lzop::Lzop,
     &xz::Xz,
     &bzip2::Bzip2,
