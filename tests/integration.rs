@@ -11,6 +11,7 @@ mod common;
 
 mod archives;
 mod compression;
+mod ext;
 mod hash_differential;
 mod hash_golden;
 mod hash_index;

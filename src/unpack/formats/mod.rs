@@ -20,6 +20,7 @@ use super::tree::Unpacked;
 pub mod bzip2;
 pub mod cpio;
 pub mod cramfs;
+pub mod ext;
 pub mod gzip;
 pub mod hikvision;
 pub mod lz4;
@@ -83,6 +84,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &romfs::Romfs,
     &romfs::AmbaRomfs,
     &yaffs2::Yaffs2,
+    &ext::Ext,
     &lzop::Lzop,
     &xz::Xz,
     &bzip2::Bzip2,
