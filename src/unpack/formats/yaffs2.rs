@@ -1,7 +1,7 @@
 //! YAFFS2 NAND images: the page geometry, endianness and tag position are found by trying the
 //! usual layouts and validating object headers; objects and data chunks are resolved latest first.
 //! Layout: Aleph One's yaffs2 (`yaffs_guts.h`, `yaffs_packedtags2.c`); detection after unblob's
-//! yaffs handler and yaffshiv (page sizes, spare sizes, the 2-byte bad-block marker before tags).
+//! yaffs handler (page and spare sizes tried, tags at the spare's start or after a 2-byte marker).
 
 use std::collections::{HashMap, HashSet};
 
