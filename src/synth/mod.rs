@@ -1,7 +1,7 @@
 //! The project's own firmware writers: realistic camera images assembled in code — squashfs through
-//! backhand, JFFS2, uImage partitions, Dahua and Hikvision update packages, raw flash dumps,
-//! tar.gz updates, romfs and squashfs 3 — for `fwsim demo`, the tests and the benchmarks.
-//! Everything is generated; nothing is downloaded.
+//! backhand, JFFS2, UBI/UBIFS, YAFFS2, uImage partitions, Dahua and Hikvision update packages, raw
+//! flash dumps, tar.gz updates, romfs and squashfs 3 — for `fwsim demo`, the tests and the
+//! benchmarks. Everything is generated; nothing is downloaded.
 //!
 //! ```
 //! use fwsim::synth::{Firmware, Options};
@@ -25,6 +25,7 @@ pub mod squashfs3;
 pub mod tarball;
 pub mod ubi;
 pub mod ubifs;
+pub mod yaffs2;
 
 pub use camera::{Brand, Firmware, Options, Partition, Payload};
 pub use content::{Entry, EntryData, Rootfs};

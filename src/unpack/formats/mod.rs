@@ -20,6 +20,7 @@ use super::tree::Unpacked;
 pub mod bzip2;
 pub mod cpio;
 pub mod cramfs;
+pub mod ext;
 pub mod gzip;
 pub mod hikvision;
 pub mod jffs2;
@@ -33,6 +34,7 @@ pub mod ubi;
 pub mod ubifs;
 pub mod uimage;
 pub mod xz;
+pub mod yaffs2;
 pub mod zip;
 pub mod zlib;
 pub mod zstd;
@@ -87,6 +89,8 @@ pub static FORMATS: &[&dyn Format] = &[
     &romfs::Romfs,
     &romfs::AmbaRomfs,
     &jffs2::Jffs2,
+    &yaffs2::Yaffs2,
+    &ext::Ext,
     &lzop::Lzop,
     &xz::Xz,
     &bzip2::Bzip2,
