@@ -22,14 +22,18 @@ pub mod cpio;
 pub mod cramfs;
 pub mod gzip;
 pub mod hikvision;
+pub mod instar;
 pub mod lz4;
 pub mod lzma;
 pub mod lzop;
+pub mod novatek;
+pub mod reolink;
 pub mod romfs;
 pub mod squashfs;
 pub mod tar;
 pub mod uimage;
 pub mod xz;
+pub mod zimage;
 pub mod zip;
 pub mod zlib;
 pub mod zstd;
@@ -75,6 +79,14 @@ pub static FORMATS: &[&dyn Format] = &[
     &zip::Zip,
     &zip::Dahua,
     &hikvision::Hikvision,
+    &novatek::Novatek,
+    &novatek::NovatekCksm,
+    &novatek::Bcl1,
+    &reolink::Reolink,
+    &instar::InstarHd,
+    &instar::Bneg,
+    &zimage::ZImage,
+    &zimage::Arm64Image,
     &tar::Tar,
     &cpio::Cpio,
     &squashfs::Squashfs,
