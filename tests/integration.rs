@@ -22,3 +22,4 @@ mod squashfs_cramfs;
 mod squashfs_legacy;
 mod synth_demo;
 mod unpack_basics;
+mod vendor_formats;
