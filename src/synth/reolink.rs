@@ -3,7 +3,7 @@
 
 use super::SynthError;
 use crate::unpack::formats::reolink::{
-    CRC_FILLER, MAGIC, PARTITION_LEN, SECTION_LEN_32, SECTION_LEN_64,
+    CRC_FILLER, MAGIC, PARTITION_LEN, SECTION_LEN_32, SECTION_LEN_64, crc_zero_init,
 };
 
 /// One section to write.
@@ -61,11 +61,7 @@ pub fn pak(sections: &[PakSection], board: u32, is64: bool) -> Result<Vec<u8>, S
         parts.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
         body.extend_from_slice(&s.data);
     }
-    let mut h = crc32fast::Hasher::new();
-    h.update(&body);
-    h.update(&CRC_FILLER);
-    h.update(&table);
-    let crc = h.finalize();
+    let crc = crc_zero_init(&[&body, &CRC_FILLER, &table]);
     let mut out = Vec::with_capacity(meta + body.len());
     if is64 {
         out.extend_from_slice(&u64::from(MAGIC).to_le_bytes());

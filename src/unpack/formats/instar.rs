@@ -115,15 +115,22 @@ fn find_layout(data: &[u8], ctx: &Ctx<'_>) -> Result<Option<Layout>, UnpackError
     let Some(ac) = END_SCANNER.as_ref() else {
         return Ok(None);
     };
+    let mut scanned = data.len();
+    let mut found = None;
     for (i, m) in ac.find_iter(data).enumerate() {
         if i % 256 == 0 {
             ctx.check()?;
         }
         if let Some(l) = layout_at(data, m.start(), ctx)? {
-            return Ok(Some(l));
+            scanned = l.extent;
+            found = Some(l);
+            break;
         }
     }
-    Ok(None)
+    // The scan is work a failing candidate costs: charge it so floods of local headers stop at
+    // the failed-candidate limit instead of rescanning the blob for each one.
+    ctx.charge_read(scanned as u64);
+    Ok(found)
 }
 
 /// A copy of the archive with its records' signatures put back to the standard spelling (only at
@@ -165,7 +172,24 @@ impl Format for InstarHd {
             && data
                 .get(LOCAL_LEN..LOCAL_LEN + n)
                 .is_some_and(|name| name.iter().all(|&b| b >= 0x20));
-        (version & 0xFF) <= 100 && matches!(method, 0 | 8 | 9 | 12 | 14 | 93 | 95) && name_ok
+        if !((version & 0xFF) <= 100 && matches!(method, 0 | 8 | 9 | 12 | 14 | 93 | 95) && name_ok)
+        {
+            return false;
+        }
+        // Unless sizes follow the data (flag bit 3), another record must follow this entry.
+        let (Some(flags), Some(compressed), Some(extra)) =
+            (u16_at(data, 6), u32_at(data, 18), u16_at(data, 28))
+        else {
+            return false;
+        };
+        if flags & 8 != 0 {
+            return true;
+        }
+        let next = LOCAL_LEN + n + extra + compressed;
+        matches!(
+            data.get(next..next + 4),
+            Some(sig) if sig == LOCAL || sig == CENTRAL
+        )
     }
 
     fn unpack(&self, data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError> {

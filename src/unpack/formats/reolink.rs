@@ -148,16 +148,28 @@ fn read_section(data: &[u8], at: usize, is64: bool) -> Result<Section, UnpackErr
     })
 }
 
-/// The pak's CRC-32 as pakler computes it: the data from the first section to `end`, the filler
-/// word, then the section table.
+/// The pak's checksum as pakler computes it: CRC-32 (reflected, polynomial 0xEDB88320) with the
+/// register starting at 0 and no final inversion, over the data from the first section to `end`,
+/// the filler word, then the section table.
 pub fn pak_crc(data: &[u8], pak: &Pak, end: usize) -> Option<u32> {
     let first = usize::try_from(pak.sections.first()?.offset).ok()?;
     let header = if pak.is64 { 24 } else { 12 };
-    let mut h = crc32fast::Hasher::new();
-    h.update(data.get(first..end)?);
-    h.update(&CRC_FILLER);
-    h.update(data.get(header..pak.header_len)?);
-    Some(h.finalize())
+    Some(crc_zero_init(&[
+        data.get(first..end)?,
+        &CRC_FILLER,
+        data.get(header..pak.header_len)?,
+    ]))
+}
+
+/// CRC-32 of the concatenated `parts` with a zero initial register and no final inversion (what
+/// pakler's `zlib.crc32(chunk, 0xffffffff)` chain followed by `^ 0xffffffff` amounts to).
+pub fn crc_zero_init(parts: &[&[u8]]) -> u32 {
+    // crc32fast takes the previous *finalised* value: !0 means a zero register.
+    let mut h = crc32fast::Hasher::new_with_initial(0xFFFF_FFFF);
+    for p in parts {
+        h.update(p);
+    }
+    !h.finalize()
 }
 
 impl Format for Reolink {
