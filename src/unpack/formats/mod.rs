@@ -29,6 +29,7 @@ pub mod lzop;
 pub mod novatek;
 pub mod reolink;
 pub mod romfs;
+pub mod sevenz;
 pub mod squashfs;
 pub mod tar;
 pub mod uimage;
@@ -87,6 +88,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &instar::Bneg,
     &zimage::ZImage,
     &zimage::Arm64Image,
+    &sevenz::SevenZip,
     &tar::Tar,
     &cpio::Cpio,
     &squashfs::Squashfs,
