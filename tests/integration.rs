@@ -29,4 +29,5 @@ mod squashfs_legacy;
 mod synth_demo;
 mod ubi;
 mod unpack_basics;
+mod vendor_formats;
 mod yaffs2;

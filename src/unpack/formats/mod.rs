@@ -23,11 +23,15 @@ pub mod cramfs;
 pub mod ext;
 pub mod gzip;
 pub mod hikvision;
+pub mod instar;
 pub mod jffs2;
 pub mod lz4;
 pub mod lzma;
 pub mod lzop;
+pub mod novatek;
+pub mod reolink;
 pub mod romfs;
+pub mod sevenz;
 pub mod squashfs;
 pub mod tar;
 pub mod ubi;
@@ -35,6 +39,7 @@ pub mod ubifs;
 pub mod uimage;
 pub mod xz;
 pub mod yaffs2;
+pub mod zimage;
 pub mod zip;
 pub mod zlib;
 pub mod zstd;
@@ -80,6 +85,15 @@ pub static FORMATS: &[&dyn Format] = &[
     &zip::Zip,
     &zip::Dahua,
     &hikvision::Hikvision,
+    &novatek::Novatek,
+    &novatek::NovatekCksm,
+    &novatek::Bcl1,
+    &reolink::Reolink,
+    &instar::InstarHd,
+    &instar::Bneg,
+    &zimage::ZImage,
+    &zimage::Arm64Image,
+    &sevenz::SevenZip,
     &tar::Tar,
     &cpio::Cpio,
     &squashfs::Squashfs,
