@@ -17,7 +17,6 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fast_tlsh::GeneratorType;
 use fwsim::hash::{self, ssdeep, tlsh};
 use sha2::{Digest, Sha256};
 
@@ -43,14 +42,6 @@ fn single_buffer(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.bench_function("ssdeep", |b| b.iter(|| ssdeep::hash(black_box(&data))));
     g.bench_function("tlsh", |b| b.iter(|| tlsh::hash(black_box(&data))));
-    // The `fast-tlsh` crate's generator, which fwsim's own replaced (same digests).
-    g.bench_function("tlsh_fast_tlsh_crate", |b| {
-        b.iter(|| {
-            let mut g = fast_tlsh::TlshGenerator::new();
-            g.update(black_box(&data));
-            g.finalize().ok()
-        })
-    });
     g.bench_function("sha256", |b| b.iter(|| Sha256::digest(black_box(&data))));
     g.bench_function("fused", |b| b.iter(|| hash::digests(black_box(&data))));
     g.finish();
