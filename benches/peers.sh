@@ -50,7 +50,7 @@ for img in ${IMAGES:-flash.bin update.tgz camera.zip camera.bin}; do
     hyperfine --warmup 1 --runs "$RUNS" --style basic \
         --export-json "$WORK/$img.hyperfine.json" \
         -n fwsim "$FWSIM unpack --json --quiet $WORK/$img > /dev/null" \
-        -n unblob --prepare "rm -rf $out" "unblob -e $out $WORK/$img > /dev/null 2>&1"
+        -n unblob --prepare "rm -rf $out" "unblob --log $WORK/unblob.log -e $out $WORK/$img > /dev/null 2>&1"
     # The listing and peak memory of one more fwsim run; unblob's output of its last timed run.
     /usr/bin/time -v "$FWSIM" unpack --json --quiet "$WORK/$img" \
         > "$WORK/$img.jsonl" 2> "$WORK/$img.time"
