@@ -13,7 +13,7 @@ use crate::features::components::ComponentMatch;
 use crate::features::elf::ElfFeatures;
 
 /// Version of the fingerprint layout; bumped whenever a field changes meaning.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The extraction parameters a fingerprint was made with. Two fingerprints are comparable only
 /// when these are equal.
@@ -27,6 +27,8 @@ pub struct Params {
     pub section_floor: u64,
     /// How the ELF identifier digest is made ([`crate::features::elf::IDENTIFIER_RECIPE`]).
     pub identifier_recipe: String,
+    /// Parameters of the evidence extractors.
+    pub evidence: crate::features::evidence::Params,
 }
 
 /// The image itself.
@@ -145,6 +147,9 @@ pub struct Fingerprint {
     pub coverage: Coverage,
     /// Unique files, in tree order of their first occurrence.
     pub files: Vec<FileFeatures>,
+    /// What survives a rebrand, each item with the file and offset it came from: vendor
+    /// candidates, build environment, keys and certificates, platform facts (sorted by kind).
+    pub evidence: Vec<crate::features::evidence::Evidence>,
 }
 
 impl Fingerprint {

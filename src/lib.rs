@@ -18,6 +18,7 @@ pub mod features;
 pub mod fingerprint;
 pub mod hash;
 pub mod input;
+pub mod inspect;
 pub mod synth;
 pub mod unpack;
 

@@ -21,6 +21,7 @@ mod hash_golden;
 mod hash_index;
 mod hikvision;
 mod hostile;
+mod inspect;
 mod jffs2;
 mod romfs;
 mod safe_output;

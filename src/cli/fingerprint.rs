@@ -2,12 +2,13 @@
 //! file's class, digests, ELF anatomy and components, plus coverage) as JSON.
 
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 use fwsim::features::{self, FeatureParams};
-use fwsim::unpack;
+use fwsim::fingerprint::Fingerprint;
+use fwsim::unpack::{self, Limits, Tree};
 
 use super::LimitArgs;
 
@@ -40,26 +41,7 @@ pub fn run(args: &FingerprintArgs, quiet: bool) -> anyhow::Result<()> {
         section_floor: args.section_floor,
         ..FeatureParams::default()
     };
-    let data = fwsim::input::open(&args.image)?;
-    let name = args
-        .image
-        .file_name()
-        .map(|n| n.as_encoded_bytes().to_vec())
-        .unwrap_or_else(|| b"image".to_vec());
-    let bar = super::show_progress(quiet).then(|| {
-        let b = indicatif::ProgressBar::new_spinner();
-        b.set_message("unpacking");
-        b.enable_steady_tick(std::time::Duration::from_millis(120));
-        b
-    });
-    let tree = unpack::unpack(data, &name, &limits);
-    if let Some(b) = &bar {
-        b.set_message("extracting features");
-    }
-    let fp = features::fingerprint(&tree, &params);
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let (_, fp) = unpack_and_fingerprint(&args.image, &params, &limits, quiet)?;
     match &args.output {
         Some(path) => fp.write(path)?,
         None => {
@@ -69,4 +51,33 @@ pub fn run(args: &FingerprintArgs, quiet: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Unpacks the image at `path` and fingerprints it, with a spinner unless `quiet`.
+pub(super) fn unpack_and_fingerprint(
+    path: &Path,
+    params: &FeatureParams,
+    limits: &Limits,
+    quiet: bool,
+) -> anyhow::Result<(Tree, Fingerprint)> {
+    let data = fwsim::input::open(path)?;
+    let name = path
+        .file_name()
+        .map(|n| n.as_encoded_bytes().to_vec())
+        .unwrap_or_else(|| b"image".to_vec());
+    let bar = super::show_progress(quiet).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message("unpacking");
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        b
+    });
+    let tree = unpack::unpack(data, &name, limits);
+    if let Some(b) = &bar {
+        b.set_message("extracting features");
+    }
+    let fp = features::fingerprint(&tree, params);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok((tree, fp))
 }

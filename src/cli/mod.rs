@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 mod demo;
 mod fingerprint;
 mod hash;
+mod inspect;
 mod unpack;
 
 /// fwsim — is this firmware the same software as one we know?
@@ -32,6 +33,9 @@ pub enum Command {
     /// Unpack an image and write its fingerprint (files, classes, digests, ELF anatomy,
     /// components, coverage) as JSON.
     Fingerprint(fingerprint::FingerprintArgs),
+    /// A readable summary of an image: partitions, coverage, platform, vendor candidates,
+    /// components, build environment, keys, the largest vendor binaries.
+    Inspect(inspect::InspectArgs),
     /// Build a sample Dahua-style camera update with fwsim's own writers and unpack it.
     Demo(demo::DemoArgs),
 }
@@ -155,6 +159,7 @@ pub fn main() -> ExitCode {
         Command::Unpack(args) => unpack::run(args, cli.quiet),
         Command::Demo(args) => demo::run(args, cli.quiet),
         Command::Fingerprint(args) => fingerprint::run(args, cli.quiet),
+        Command::Inspect(args) => inspect::run(args, cli.quiet),
     };
     match outcome {
         Ok(()) => ExitCode::from(Exit::Ok as u8),

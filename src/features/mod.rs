@@ -33,6 +33,8 @@ pub struct FeatureParams {
     pub section_floor: u64,
     /// Most imported (and exported) symbol names kept per ELF file.
     pub max_symbols: usize,
+    /// Parameters of the evidence extractors.
+    pub evidence: evidence::Params,
 }
 
 impl Default for FeatureParams {
@@ -42,6 +44,7 @@ impl Default for FeatureParams {
             max_strings: 1_000_000,
             section_floor: 512,
             max_symbols: 100_000,
+            evidence: evidence::Params::default(),
         }
     }
 }
@@ -54,6 +57,7 @@ impl FeatureParams {
             max_strings: self.max_strings,
             section_floor: self.section_floor,
             identifier_recipe: elf::IDENTIFIER_RECIPE.to_owned(),
+            evidence: self.evidence.clone(),
         }
     }
 
@@ -93,10 +97,15 @@ struct Unique<'t> {
 pub fn fingerprint(tree: &Tree, params: &FeatureParams) -> Fingerprint {
     let uniques = unique_files(tree);
     let elf_params = params.elf();
-    let files: Vec<FileFeatures> = uniques
-        .par_iter()
-        .map(|u| file_features(u, params, &elf_params))
-        .collect();
+    let (files, evidence): (Vec<FileFeatures>, _) = rayon::join(
+        || {
+            uniques
+                .par_iter()
+                .map(|u| file_features(u, params, &elf_params))
+                .collect()
+        },
+        || evidence::extract_tree(tree, &params.evidence),
+    );
     // Files whose content is recognised: a known class or a known component.
     let known: HashMap<&str, bool> = files
         .iter()
@@ -124,6 +133,7 @@ pub fn fingerprint(tree: &Tree, params: &FeatureParams) -> Fingerprint {
         image,
         coverage,
         files,
+        evidence,
     }
 }
 
