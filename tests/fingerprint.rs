@@ -198,8 +198,12 @@ fn fingerprint_json_round_trip_and_stale_refusal() {
     assert!(matches!(err, fwsim::Error::Refused(_)), "{err}");
     assert!(err.to_string().starts_with("refused: "));
     // Not a fingerprint at all: invalid, not refused.
+    let bare = format!(
+        "{{\"schema_version\": {}}}",
+        fwsim::fingerprint::SCHEMA_VERSION
+    );
     assert!(matches!(
-        Fingerprint::from_json("{\"schema_version\": 1}", &params),
+        Fingerprint::from_json(&bare, &params),
         Err(fwsim::Error::Invalid(_))
     ));
 }
