@@ -13,6 +13,8 @@
 //! # }
 //! ```
 
+pub mod compare;
+pub mod corpus;
 pub mod error;
 pub mod features;
 pub mod fingerprint;
