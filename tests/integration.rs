@@ -13,6 +13,7 @@ mod archives;
 mod compression;
 mod evidence;
 mod ext;
+mod fdt_fit;
 mod features_components;
 mod features_elf;
 mod fingerprint;

@@ -16,6 +16,7 @@
 pub mod camera;
 pub mod content;
 pub mod dahua;
+pub mod fdt;
 pub mod flash;
 pub mod hikvision;
 pub mod instar;

@@ -21,6 +21,7 @@ pub mod bzip2;
 pub mod cpio;
 pub mod cramfs;
 pub mod ext;
+pub mod fdt;
 pub mod gzip;
 pub mod hikvision;
 pub mod instar;
@@ -105,6 +106,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &jffs2::Jffs2,
     &yaffs2::Yaffs2,
     &ext::Ext,
+    &fdt::Fdt,
     &lzop::Lzop,
     &xz::Xz,
     &bzip2::Bzip2,
