@@ -14,22 +14,48 @@ use super::formats::{Ctx, FORMATS};
 use super::limits::{BlobAccount, LimitError};
 use super::tree::{Gap, GapKind, Unpacked};
 
-/// The automaton over every registered magic, with the format and magic offset of each pattern.
+/// Magics shorter than this are searched byte by byte rather than through the automaton: the
+/// automaton's prefilter (Teddy) filters on as many leading bytes as its shortest pattern has,
+/// and two bytes let far too many positions through.
+const AUTOMATON_MIN_LEN: usize = 3;
+
+/// How every registered magic is searched for. Formats that only ever start on a flash page or
+/// block boundary ([`Format::carve_alignment`] above 1: YAFFS2, ext) are checked directly at the
+/// aligned offsets, since their magics begin with bytes (zeros, a 2-byte word) that occur
+/// everywhere; magics of fewer than [`AUTOMATON_MIN_LEN`] bytes are found with `memchr` on
+/// their first byte; all others go through one Aho-Corasick automaton.
 struct Scanner {
     automaton: Option<AhoCorasick>,
-    /// For pattern id `i`: (index into `FORMATS`, offset of the magic inside the structure).
-    patterns: Vec<(usize, usize)>,
-    /// For pattern id `i`: the magic bytes.
-    magics: Vec<&'static [u8]>,
+    /// Automaton magics by first byte: (index into `FORMATS`, magic offset, magic bytes).
+    by_first: Vec<Vec<(usize, usize, &'static [u8])>>,
+    /// Short magics: (index into `FORMATS`, magic offset, magic bytes).
+    short: Vec<(usize, usize, &'static [u8])>,
+    /// Aligned magics: (index into `FORMATS`, magic offset, magic bytes, alignment).
+    aligned: Vec<(usize, usize, &'static [u8], usize)>,
 }
 
 static SCANNER: LazyLock<Scanner> = LazyLock::new(|| {
-    let mut magics: Vec<&'static [u8]> = Vec::new();
-    let mut patterns = Vec::new();
+    let mut automaton_magics: Vec<&'static [u8]> = Vec::new();
+    let mut by_first: Vec<Vec<(usize, usize, &'static [u8])>> = vec![Vec::new(); 256];
+    let mut short = Vec::new();
+    let mut aligned = Vec::new();
     for (fi, f) in FORMATS.iter().enumerate() {
-        for m in f.magics() {
-            magics.push(m.bytes);
-            patterns.push((fi, m.offset));
+        let align = f.carve_alignment();
+        for m in f.magics().iter().filter(|m| !m.bytes.is_empty()) {
+            if align > 1 {
+                aligned.push((fi, m.offset, m.bytes, align));
+            } else if m.bytes.len() < AUTOMATON_MIN_LEN {
+                short.push((fi, m.offset, m.bytes));
+            } else {
+                automaton_magics.push(m.bytes);
+                if let Some(list) = m
+                    .bytes
+                    .first()
+                    .and_then(|&b| by_first.get_mut(usize::from(b)))
+                {
+                    list.push((fi, m.offset, m.bytes));
+                }
+            }
         }
     }
     // Leftmost matching lets `scan` restart one byte after each hit's start (see there); a DFA
@@ -37,12 +63,13 @@ static SCANNER: LazyLock<Scanner> = LazyLock::new(|| {
     let automaton = AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostFirst)
         .kind(Some(AhoCorasickKind::DFA))
-        .build(&magics)
+        .build(&automaton_magics)
         .ok();
     Scanner {
         automaton,
-        patterns,
-        magics,
+        by_first,
+        short,
+        aligned,
     }
 });
 
@@ -60,42 +87,128 @@ pub fn scan(data: &[u8]) -> Vec<Candidate> {
     scan_capped(data, usize::MAX).0
 }
 
+/// Hits of one search, at most `cap` of them, in offset order.
+struct Hits {
+    found: Vec<Candidate>,
+    cap: usize,
+    capped: bool,
+}
+
+impl Hits {
+    fn new(cap: usize) -> Self {
+        Self {
+            found: Vec::new(),
+            cap,
+            capped: false,
+        }
+    }
+
+    /// Records a magic seen at `hit`; false once the cap is reached.
+    fn push(&mut self, hit: usize, format: usize, magic_offset: usize) -> bool {
+        if self.found.len() >= self.cap {
+            self.capped = true;
+            return false;
+        }
+        if let Some(start) = hit.checked_sub(magic_offset) {
+            self.found.push(Candidate { start, format });
+        }
+        true
+    }
+}
+
 /// As [`scan`], keeping at most `cap` magic hits (a blob made of magics would otherwise cost
 /// memory in proportion to its size); the flag says whether hits were dropped.
 pub fn scan_capped(data: &[u8], cap: usize) -> (Vec<Candidate>, bool) {
     let scanner = &*SCANNER;
-    let Some(ac) = &scanner.automaton else {
-        return (Vec::new(), false);
-    };
-    let mut out = Vec::new();
-    let mut capped = false;
-    // Leftmost search from just after the previous hit's start: every position where some magic
-    // starts is visited once (the automaton's prefilter skips the rest), and there every magic is
-    // checked, so overlapping and same-offset magics are all found.
+    let mut searches = [Hits::new(cap), Hits::new(cap), Hits::new(cap)];
+    let [auto, short, aligned] = &mut searches;
+    if let Some(ac) = &scanner.automaton {
+        scan_automaton(scanner, ac, data, auto);
+    }
+    scan_short(scanner, data, short);
+    scan_aligned(scanner, data, aligned);
+    let capped = searches.iter().any(|h| h.capped);
+    let mut out: Vec<Candidate> = searches.into_iter().flat_map(|h| h.found).collect();
+    out.sort_unstable();
+    out.dedup();
+    // Each search kept its first `cap` hits; of the union, keep the first `cap` by offset.
+    let capped = capped || out.len() > cap;
+    out.truncate(cap);
+    (out, capped)
+}
+
+/// Leftmost search from just after the previous hit's start: every position where some magic
+/// starts is visited once (the automaton's prefilter skips the rest), and there every automaton
+/// magic with that first byte is checked, so overlapping and same-offset magics are all found.
+fn scan_automaton(scanner: &Scanner, ac: &AhoCorasick, data: &[u8], hits: &mut Hits) {
     let mut pos = 0usize;
-    'scan: while pos < data.len() {
+    while pos < data.len() {
         let Some(m) = ac.find(Input::new(data).span(pos..data.len())) else {
             break;
         };
         let hit = m.start();
         let tail = data.get(hit..).unwrap_or_default();
-        for (&(format, magic_offset), magic) in scanner.patterns.iter().zip(&scanner.magics) {
-            if !tail.starts_with(magic) {
-                continue;
-            }
-            if out.len() >= cap {
-                capped = true;
-                break 'scan;
-            }
-            if let Some(start) = hit.checked_sub(magic_offset) {
-                out.push(Candidate { start, format });
+        let same_first = tail
+            .first()
+            .and_then(|&b| scanner.by_first.get(usize::from(b)))
+            .map_or(&[][..], Vec::as_slice);
+        for &(format, magic_offset, magic) in same_first {
+            if tail.starts_with(magic) && !hits.push(hit, format, magic_offset) {
+                return;
             }
         }
         pos = hit + 1;
     }
-    out.sort_unstable();
-    out.dedup();
-    (out, capped)
+}
+
+/// Short magics: every occurrence of their first bytes (three at a time with `memchr3`), then
+/// the rest of the magic.
+fn scan_short(scanner: &Scanner, data: &[u8], hits: &mut Hits) {
+    let mut firsts: Vec<u8> = scanner
+        .short
+        .iter()
+        .filter_map(|m| m.2.first().copied())
+        .collect();
+    firsts.sort_unstable();
+    firsts.dedup();
+    for group in firsts.chunks(3) {
+        let (a, b, c) = match *group {
+            [a] => (a, a, a),
+            [a, b] => (a, b, b),
+            [a, b, c] => (a, b, c),
+            _ => continue,
+        };
+        for hit in memchr::memchr3_iter(a, b, c, data) {
+            let tail = data.get(hit..).unwrap_or_default();
+            for &(format, magic_offset, magic) in &scanner.short {
+                if tail.starts_with(magic) && !hits.push(hit, format, magic_offset) {
+                    return;
+                }
+            }
+        }
+    }
+    hits.found.sort_unstable();
+}
+
+/// Aligned magics: checked only where the structure would start on its alignment.
+fn scan_aligned(scanner: &Scanner, data: &[u8], hits: &mut Hits) {
+    for &(format, magic_offset, magic, align) in &scanner.aligned {
+        let mut start = 0usize;
+        while let Some(at) = start.checked_add(magic_offset) {
+            let Some(tail) = data.get(at..) else { break };
+            if tail.len() < magic.len() {
+                break;
+            }
+            if tail.starts_with(magic) && !hits.push(at, format, magic_offset) {
+                return;
+            }
+            let Some(next) = start.checked_add(align) else {
+                break;
+            };
+            start = next;
+        }
+    }
+    hits.found.sort_unstable();
 }
 
 /// Magic hits kept per blob, per allowed candidate: most hits fail `detect` cheaply.
@@ -447,6 +560,9 @@ mod tests {
         let mut data = vec![0u8; 300];
         let mut expected = Vec::new();
         for (fi, f) in FORMATS.iter().enumerate() {
+            if f.carve_alignment() > 1 {
+                continue; // see `aligned_magics_are_found_only_on_their_alignment`
+            }
             for m in f.magics() {
                 let at = data.len();
                 data.extend_from_slice(m.bytes);
@@ -471,6 +587,45 @@ mod tests {
             starts.contains(&0) && starts.contains(&3) && starts.contains(&5),
             "{hits:?}"
         );
+    }
+
+    #[test]
+    fn aligned_magics_are_found_only_on_their_alignment() {
+        for (fi, f) in FORMATS.iter().enumerate() {
+            let align = f.carve_alignment();
+            if align == 1 {
+                continue;
+            }
+            for m in f.magics() {
+                // The structure starts at 3 × align (found) and at 5 × align + 4 (not looked at).
+                let mut data = vec![0x5au8; 8 * align + m.offset + m.bytes.len()];
+                let on = 3 * align + m.offset;
+                data[on..on + m.bytes.len()].copy_from_slice(m.bytes);
+                let off = 5 * align + 4 + m.offset;
+                data[off..off + m.bytes.len()].copy_from_slice(m.bytes);
+                let starts: Vec<usize> = scan(&data)
+                    .into_iter()
+                    .filter(|c| c.format == fi)
+                    .map(|c| c.start)
+                    .collect();
+                assert_eq!(starts, [3 * align], "{}", f.name());
+            }
+        }
+    }
+
+    #[test]
+    fn capped_scan_keeps_the_first_hits_by_offset() {
+        // gzip magics (automaton) and zlib magics (memchr) interleaved.
+        let mut data = Vec::new();
+        for _ in 0..100 {
+            data.extend_from_slice(&[0x1f, 0x8b, 0x08, 0, 0x78, 0x9c, 0, 0]);
+        }
+        let (all, capped) = scan_capped(&data, usize::MAX);
+        assert!(!capped);
+        assert_eq!(all.len(), 200);
+        let (first, capped) = scan_capped(&data, 10);
+        assert!(capped);
+        assert_eq!(first, all[..10]);
     }
 
     #[test]

@@ -112,6 +112,11 @@ fn ext_err(e: ext4_view::Ext4Error) -> UnpackError {
 }
 
 impl Format for Ext {
+    /// An ext file system starts on a disk sector (its superblock sits 1024 bytes in).
+    fn carve_alignment(&self) -> usize {
+        512
+    }
+
     fn name(&self) -> &'static str {
         "ext"
     }

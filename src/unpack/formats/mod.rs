@@ -76,6 +76,13 @@ pub trait Format: Sync + Send {
     /// Unpacks the structure at `data[0]`. `data` may extend past the structure's end; the result
     /// says how far the structure really goes.
     fn unpack(&self, data: &Bytes, ctx: &Ctx<'_>) -> Result<Unpacked, UnpackError>;
+
+    /// The alignment (from the start of the blob being scanned) at which carving looks for this
+    /// format: 1 (anywhere) for most; a flash page or block for formats that only ever start on
+    /// one and whose magics are too common to look for everywhere.
+    fn carve_alignment(&self) -> usize {
+        1
+    }
 }
 
 /// Every format fwsim knows, in priority order: when two formats match at the same offset the

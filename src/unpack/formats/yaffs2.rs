@@ -302,6 +302,11 @@ const MAGICS: &[Magic] = &[
 ];
 
 impl Format for Yaffs2 {
+    /// YAFFS2 starts on a NAND page: 512 bytes is the smallest page size.
+    fn carve_alignment(&self) -> usize {
+        512
+    }
+
     fn name(&self) -> &'static str {
         "yaffs2"
     }
