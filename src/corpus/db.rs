@@ -361,40 +361,19 @@ impl Corpus {
     /// Every image with its fingerprint, by id; the fingerprints are decoded in parallel.
     pub fn entries(&self) -> Result<Vec<Entry>> {
         let tx = self.conn.unchecked_transaction()?; // one snapshot for all queries
-        let tags = tags_in(&tx)?;
-        let raw: Vec<(i64, Labels, String, i64, Vec<u8>)> = {
-            let mut stmt = tx.prepare(
-                "SELECT i.id, i.vendor, i.product, i.fw_version, f.name, i.fp_len, i.fingerprint
-                 FROM images i JOIN families f ON f.id = i.family_id ORDER BY i.id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                let id: i64 = r.get(0)?;
-                Ok((
-                    id,
-                    Labels {
-                        vendor: r.get(1)?,
-                        product: r.get(2)?,
-                        fw_version: r.get(3)?,
-                        tags: tags.get(&id).cloned().unwrap_or_default(),
-                    },
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
+        let raw = raw_entries(&tx)?;
         tx.finish()?;
-        raw.into_par_iter()
-            .map(|(id, labels, family, len, blob)| {
-                Ok(Entry {
-                    id,
-                    labels,
-                    family,
-                    fingerprint: decode(id, len, &blob)?,
-                })
-            })
-            .collect()
+        decode_all(raw)
+    }
+
+    /// [`Corpus::entries`] and [`Corpus::doc_freq`] read from one snapshot, so that they agree
+    /// even while another process adds: what the comparison stage loads.
+    pub fn load(&self) -> Result<(Vec<Entry>, DocFreq)> {
+        let tx = self.conn.unchecked_transaction()?;
+        let raw = raw_entries(&tx)?;
+        let df = doc_freq_in(&tx)?;
+        tx.finish()?;
+        Ok((decode_all(raw)?, df))
     }
 
     /// The fingerprint of one image.
@@ -415,17 +394,9 @@ impl Corpus {
     /// family move; read, never recomputed).
     pub fn doc_freq(&self) -> Result<DocFreq> {
         let tx = self.conn.unchecked_transaction()?;
-        let families: u32 = tx.query_row("SELECT COUNT(*) FROM families", [], |r| r.get(0))?;
-        let mut counts = HashMap::new();
-        {
-            let mut stmt = tx.prepare("SELECT key, families FROM keys WHERE families > 0")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                counts.insert(r.get::<_, String>(0)?, r.get::<_, u32>(1)?);
-            }
-        }
+        let df = doc_freq_in(&tx)?;
         tx.finish()?;
-        Ok(DocFreq { families, counts })
+        Ok(df)
     }
 
     /// Runs SQLite's `PRAGMA integrity_check`: the problems found, none when the file is sound.
@@ -440,6 +411,57 @@ impl Corpus {
     fn tags(&self) -> Result<HashMap<i64, Vec<String>>> {
         tags_in(&self.conn)
     }
+}
+
+/// An image row with its compressed fingerprint, before decoding.
+type RawEntry = (i64, Labels, String, i64, Vec<u8>);
+
+fn raw_entries(conn: &Connection) -> Result<Vec<RawEntry>> {
+    let tags = tags_in(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT i.id, i.vendor, i.product, i.fw_version, f.name, i.fp_len, i.fingerprint
+         FROM images i JOIN families f ON f.id = i.family_id ORDER BY i.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let id: i64 = r.get(0)?;
+        Ok((
+            id,
+            Labels {
+                vendor: r.get(1)?,
+                product: r.get(2)?,
+                fw_version: r.get(3)?,
+                tags: tags.get(&id).cloned().unwrap_or_default(),
+            },
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn decode_all(raw: Vec<RawEntry>) -> Result<Vec<Entry>> {
+    raw.into_par_iter()
+        .map(|(id, labels, family, len, blob)| {
+            Ok(Entry {
+                id,
+                labels,
+                family,
+                fingerprint: decode(id, len, &blob)?,
+            })
+        })
+        .collect()
+}
+
+fn doc_freq_in(conn: &Connection) -> Result<DocFreq> {
+    let families: u32 = conn.query_row("SELECT COUNT(*) FROM families", [], |r| r.get(0))?;
+    let mut counts = HashMap::new();
+    let mut stmt = conn.prepare("SELECT key, families FROM keys WHERE families > 0")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        counts.insert(r.get::<_, String>(0)?, r.get::<_, u32>(1)?);
+    }
+    Ok(DocFreq { families, counts })
 }
 
 /// Tags of every image, sorted.
@@ -505,13 +527,16 @@ fn image_family(tx: &Transaction<'_>, id: i64) -> Result<i64> {
 }
 
 /// Raises by one the document frequency of every counted key of image `id` that no other image
-/// of family `fam` posts. Run after the image joined the family.
+/// of family `fam` posts. Run after the image joined the family. The other images of the family
+/// are walked (index on `family_id`) and each probed by primary key, so the cost grows with the
+/// family's size, not with how many images of the whole corpus post a common key.
 fn join_family(tx: &Transaction<'_>, id: i64, fam: i64) -> Result<()> {
     tx.execute(
         "UPDATE keys SET families = families + 1 WHERE counted AND id IN (
              SELECT DISTINCT p.key_id FROM postings p WHERE p.image_id = ?1
-             AND NOT EXISTS (SELECT 1 FROM postings q JOIN images m ON m.id = q.image_id
-                             WHERE q.key_id = p.key_id AND m.family_id = ?2 AND q.image_id <> ?1))",
+             AND NOT EXISTS (SELECT 1 FROM images m WHERE m.family_id = ?2 AND m.id <> ?1
+                             AND EXISTS (SELECT 1 FROM postings q
+                                         WHERE q.key_id = p.key_id AND q.image_id = m.id)))",
         params![id, fam],
     )?;
     Ok(())
@@ -523,8 +548,9 @@ fn leave_family(tx: &Transaction<'_>, id: i64, fam: i64) -> Result<()> {
     tx.execute(
         "UPDATE keys SET families = families - 1 WHERE counted AND id IN (
              SELECT DISTINCT p.key_id FROM postings p WHERE p.image_id = ?1
-             AND NOT EXISTS (SELECT 1 FROM postings q JOIN images m ON m.id = q.image_id
-                             WHERE q.key_id = p.key_id AND m.family_id = ?2 AND q.image_id <> ?1))",
+             AND NOT EXISTS (SELECT 1 FROM images m WHERE m.family_id = ?2 AND m.id <> ?1
+                             AND EXISTS (SELECT 1 FROM postings q
+                                         WHERE q.key_id = p.key_id AND q.image_id = m.id)))",
         params![id, fam],
     )?;
     Ok(())
