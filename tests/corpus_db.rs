@@ -827,7 +827,7 @@ fn killing_corpus_add_leaves_the_earlier_images_or_all_of_the_new_one() {
     let seed: u64 = std::env::var("FWSIM_KILL_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_0f_f1e5);
+        .unwrap_or(0x5eed_f1e5);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
 
