@@ -2,7 +2,7 @@
 //! corpus, without writing to it), add and remove images in one transaction each, move images
 //! between families, and load entries and document frequencies for comparison.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -684,10 +684,15 @@ fn insert_postings(tx: &Transaction<'_>, id: i64, rows: &[Posting]) -> Result<()
     )?;
     let mut key_id = tx.prepare_cached("SELECT id FROM keys WHERE key = ?1")?;
     let mut post = tx.prepare_cached(
-        "INSERT OR IGNORE INTO postings(key_id, image_id, path, detail) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO postings(key_id, image_id, path, detail) VALUES (?1, ?2, ?3, ?4)",
     )?;
     let mut ids: HashMap<&str, i64> = HashMap::new();
-    for (key, path, detail) in rows {
+    let mut seen: HashSet<&Posting> = HashSet::with_capacity(rows.len());
+    for row in rows {
+        if !seen.insert(row) {
+            continue;
+        }
+        let (key, path, detail) = row;
         let kid = match ids.get(key.as_str()) {
             Some(k) => *k,
             None => {

@@ -48,7 +48,8 @@ pub mod prefix {
     }
 }
 
-/// The tables. `keys.families` is the stored document frequency of a counted key: in how many
+/// The tables. Postings are a rowid table with two integer indexes (the paths are stored once;
+/// rows are unique per image by construction). `keys.families` is the stored document frequency of a counted key: in how many
 /// families at least one image posts it. It is changed only by adds, removals and family moves.
 pub const CREATE: &str = "
 CREATE TABLE meta (
@@ -94,9 +95,9 @@ CREATE TABLE postings (
     key_id   INTEGER NOT NULL REFERENCES keys(id),
     image_id INTEGER NOT NULL REFERENCES images(id),
     path     TEXT NOT NULL,
-    detail   TEXT NOT NULL,
-    PRIMARY KEY (key_id, image_id, path, detail)
-) WITHOUT ROWID;
+    detail   TEXT NOT NULL
+);
+CREATE INDEX postings_key ON postings(key_id, image_id);
 CREATE INDEX postings_image ON postings(image_id);
 ";
 
