@@ -11,6 +11,7 @@ mod common;
 
 mod archives;
 mod compression;
+mod corpus_db;
 mod evidence;
 mod ext;
 mod fdt_fit;
