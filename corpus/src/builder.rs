@@ -227,3 +227,63 @@ pub fn background_df(fps: &[(String, Fingerprint)]) -> DocFreq {
     }
     df
 }
+
+#[cfg(test)]
+mod tests {
+    use fwsim::synth::{Rootfs, tarball};
+
+    use super::*;
+    use crate::plan::{Relation, Transform};
+
+    fn image(dir: &Path, name: &str, files: &[(&str, &str)]) -> Fingerprint {
+        let mut r = Rootfs::new();
+        for (path, text) in files {
+            r.file(path, text.repeat(200), 0o644);
+        }
+        let path = dir.join(name);
+        fs::write(&path, tarball::tar_gz(&r, Some("u.tar")).unwrap()).unwrap();
+        fingerprint_file(&path).unwrap()
+    }
+
+    #[test]
+    fn background_df_counts_families_not_images() {
+        let dir = std::env::temp_dir().join(format!("fwsim-corpus-df-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let shared = ("etc/common.conf", "common open-source config line\n");
+        let a1 = image(
+            &dir,
+            "a1.tgz",
+            &[shared, ("bin/a", "vendor a program v1\n")],
+        );
+        let a2 = image(
+            &dir,
+            "a2.tgz",
+            &[shared, ("bin/a", "vendor a program v1\n")],
+        );
+        let b1 = image(&dir, "b1.tgz", &[shared, ("bin/b", "vendor b program\n")]);
+        fs::remove_dir_all(&dir).unwrap();
+        let sha = |s: &str| inputs::sha256_hex(s.repeat(200).as_bytes());
+        let df = background_df(&[("a".into(), a1), ("a".into(), a2), ("b".into(), b1)]);
+        assert_eq!(df.families, 2);
+        // Held by both families (three images): 2. Held by family a's two images: 1.
+        assert_eq!(df.get(&format!("file:{}", sha(shared.1))), 2);
+        assert_eq!(df.get(&format!("file:{}", sha("vendor a program v1\n"))), 1);
+        assert_eq!(df.get(&format!("file:{}", sha("vendor b program\n"))), 1);
+        assert_eq!(df.get("file:0000"), 0);
+    }
+
+    #[test]
+    fn pairs_tsv_has_one_line_per_pair() {
+        let pairs = vec![Pair {
+            a: "x.bin".into(),
+            b: "y.bin".into(),
+            split: "fit".into(),
+            relation: Relation::Rebrand,
+            transformations: vec![Transform::Strings, Transform::Flags],
+        }];
+        assert_eq!(
+            pairs_tsv(&pairs),
+            "a\tb\tsplit\trelation\ttransformations\nx.bin\ty.bin\tfit\trebrand\tstrings,flags\n"
+        );
+    }
+}
