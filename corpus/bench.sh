@@ -7,13 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-full}"
 out="target/refcorpus/$config"
-cargo run -q --release -p fwsim-corpus -- build --config "$config" --out "$out"
+cargo run -q --profile test -p fwsim-corpus -- build --config "$config" --out "$out"
 scores=()
-if cargo run -q --release --bin fwsim -- matrix --help >/dev/null 2>&1; then
-    cargo run -q --release --bin fwsim -- matrix --json "$out/images" >"$out/matrix.json"
+if cargo run -q --profile test --bin fwsim -- matrix --help >/dev/null 2>&1; then
+    cargo run -q --profile test --bin fwsim -- matrix --json "$out/images" >"$out/matrix.json"
     scores=(--scores "$out/matrix.json")
 else
     echo "fwsim has no matrix command yet: baselines only" >&2
 fi
-cargo run -q --release -p fwsim-corpus -- bench --corpus "$out" "${scores[@]}" \
+cargo run -q --profile test -p fwsim-corpus -- bench --corpus "$out" "${scores[@]}" \
     --realdata "${FWSIM_REALDATA:-../shared/realdata}"

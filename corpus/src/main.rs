@@ -22,7 +22,7 @@ struct Cli {
 enum Size {
     /// One family, three versions and a rebrand (what CI builds).
     Small,
-    /// Two splits of five families with five kinds of rebrand.
+    /// Two splits of six families with five kinds of rebrand.
     Full,
 }
 

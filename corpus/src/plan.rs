@@ -247,7 +247,7 @@ pub struct Pair {
 pub enum Config {
     /// One family, two versions and one rebrand (CI).
     Small,
-    /// Two splits of five families each, with five kinds of rebrand.
+    /// Two splits of six families each, with five kinds of rebrand.
     Full,
 }
 
@@ -273,6 +273,8 @@ const VENDOR_NAMES: &[(&str, &str)] = &[
     ("Vexor Surveillance Ltd.", "VXOR"),
     ("Tarnby Networks AB", "TRNB"),
     ("Yuhang Zhitong Electronics", "YHZT"),
+    ("Marlow Camera Works", "MRLW"),
+    ("Quenta Vision Co., Ltd.", "QNTA"),
 ];
 
 const REBRANDER_NAMES: &[(&str, &str)] = &[
@@ -383,11 +385,10 @@ impl Plan {
             )
         };
         let offset = if seed == 1 { 0 } else { 5 };
+        // Five vendors per split, then one more each from the end of the list.
         let vendor = |i: usize| {
-            VENDOR_NAMES
-                .get(i + offset)
-                .copied()
-                .unwrap_or(("Vendor", "VNDR"))
+            let idx = if i < 5 { i + offset } else { 10 + offset / 5 };
+            VENDOR_NAMES.get(idx).copied().unwrap_or(("Vendor", "VNDR"))
         };
         let rebrander = |i: usize| {
             REBRANDER_NAMES
@@ -489,6 +490,20 @@ impl Plan {
                 &[],
                 &[1, 2],
                 "netcam",
+            ));
+            // Unrelated to alpha and delta, on the same architecture without their SDK: it
+            // shares only Debian's binaries with them, byte for byte.
+            families.push(fam(
+                5,
+                "foxtrot",
+                Arch::Armhf,
+                None,
+                &["-O2", "-fstack-protector-strong"],
+                Container::TarGz,
+                Compressor::Xz,
+                &["lighttpd"],
+                &[1, 2],
+                "ipcamd",
             ));
         }
         for f in &families {
@@ -675,7 +690,7 @@ mod tests {
     fn full_plan_has_the_ground_truth_the_issue_asks_for() {
         let plan = Plan::new(Config::Full);
         let fams: BTreeSet<&str> = plan.families.iter().map(|f| f.id.as_str()).collect();
-        assert_eq!(fams.len(), 10);
+        assert_eq!(fams.len(), 12);
         let archs: BTreeSet<Arch> = plan.images.iter().map(|i| i.arch).collect();
         assert_eq!(archs.len(), 3);
         assert!(plan.families.iter().all(|f| f.versions.len() >= 2));
@@ -755,6 +770,13 @@ mod tests {
             if !p.transformations.is_empty() {
                 assert_eq!(p.relation, Relation::Rebrand);
             }
+        }
+        // The trap: unrelated families on one architecture (sharing Debian's binaries).
+        for split in ["fit", "score"] {
+            assert!(pairs.iter().any(|p| {
+                let (a, b) = (plan.image(&p.a).unwrap(), plan.image(&p.b).unwrap());
+                p.split == split && p.relation == Relation::Unrelated && a.arch == b.arch
+            }));
         }
         // Every relation occurs in each split.
         for split in ["fit", "score"] {
