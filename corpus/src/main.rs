@@ -2,6 +2,7 @@
 //! (accuracy of fwsim's pairs and of the baselines against the ground truth).
 
 use std::fs;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -51,6 +52,18 @@ enum Cmd {
     },
 }
 
+/// Writes `text` to standard output; a closed pipe (`| head`) is success.
+fn emit(text: &str) -> Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -61,12 +74,12 @@ fn main() -> Result<()> {
             };
             let start = Instant::now();
             let m = builder::build(&out, config, &|s| eprintln!("  {s}"))?;
-            println!(
-                "built {} images in {:.0} s under {}",
+            emit(&format!(
+                "built {} images in {:.0} s under {}\n",
                 m.images.len(),
                 start.elapsed().as_secs_f64(),
                 out.display()
-            );
+            ))?;
         }
         Cmd::Bench {
             corpus,
@@ -98,17 +111,23 @@ fn main() -> Result<()> {
                 .iter()
                 .map(|s| bench::figures(s, &pairs, "fit", scored))
                 .collect();
-            println!("## Reference corpus ({} images)\n", manifest.images.len());
-            println!("{}", bench::report(&figures, "fit", scored, n));
+            let mut out = format!(
+                "## Reference corpus ({} images)\n\n{}\n",
+                manifest.images.len(),
+                bench::report(&figures, "fit", scored, n)
+            );
             fs::write(
                 corpus.join("bench.json"),
                 serde_json::to_string_pretty(&figures)?,
             )?;
-            if let Some(table) = bench::real_table(&realdata)? {
-                println!("## Real samples (baselines)\n\n{table}");
-            } else {
-                println!("(real samples not found at {})", realdata.display());
+            match bench::real_table(&realdata)? {
+                Some(table) => out.push_str(&format!("## Real samples (baselines)\n\n{table}")),
+                None => out.push_str(&format!(
+                    "(real samples not found at {})\n",
+                    realdata.display()
+                )),
             }
+            emit(&out)?;
         }
     }
     Ok(())
