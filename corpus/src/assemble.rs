@@ -220,15 +220,12 @@ pub fn build(
         ),
         0o644,
     );
-    let owner = plan.image(&img.key_owner).map_or(img, |o| o);
-    let key_strings = if img.key_owner == img.name {
-        &img.strings
-    } else {
-        plan.images
-            .iter()
-            .find(|i| i.family == img.key_owner)
-            .map_or(&owner.strings, |i| &i.strings)
-    };
+    // The key belongs to the family (its first image's strings name it), or to this image alone.
+    let key_strings = plan
+        .images
+        .iter()
+        .find(|i| i.family == img.key_owner)
+        .map_or(&img.strings, |i| &i.strings);
     let KeyPair { key_pem, cert_pem } = inputs::keys(
         root,
         &img.key_owner,
