@@ -1,6 +1,6 @@
 //! fwsim's reference corpus: a labelled, reproducible set of camera-like firmware images built
 //! from Debian's ARM/MIPS packages and generated vendor programs ([`builder`]), its ground truth
-//! ([`plan`]), and the accuracy benchmark over it ([`bench`], [`metrics`]).
+//! ([`plan`]), and the accuracy benchmark over it ([`mod@bench`], [`metrics`]).
 
 pub mod assemble;
 pub mod bench;
