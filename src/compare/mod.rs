@@ -2,8 +2,10 @@
 //! ([`matching`]), how rare each shared item is across families ([`rarity`]), and the score,
 //! sub-scores, verdict and evidence that follow from them.
 
+pub mod background;
 pub mod matching;
 pub mod rarity;
+pub mod report;
 pub mod score;
 pub mod thresholds;
 pub mod verdict;

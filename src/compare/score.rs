@@ -135,6 +135,8 @@ pub struct Side {
     pub label: VendorLabel,
     /// `coverage.identified_share` of the image.
     pub identified_share: f64,
+    /// Identified share of the bytes that are not padding (what `inconclusive` is decided on).
+    pub identified_content_share: f64,
     /// `coverage.opaque_share` of the image.
     pub opaque_share: f64,
     /// Files compared (not containers).
@@ -481,7 +483,7 @@ pub fn score(
         &Signals {
             score,
             sdk_share,
-            identified_share: a.coverage.identified_share.min(b.coverage.identified_share),
+            identified_share: content_share(a).min(content_share(b)),
             same_vendor,
         },
         t,
@@ -492,6 +494,7 @@ pub fn score(
         sha256: fp.image.sha256.clone(),
         label,
         identified_share: fp.coverage.identified_share,
+        identified_content_share: round3(content_share(fp)),
         opaque_share: fp.coverage.opaque_share,
         files: fp.files.iter().filter(|f| !f.unpacked).count(),
         matched_files: matched,
@@ -515,6 +518,17 @@ pub fn score(
             .filter(|m| m.kind == MatchKind::Fuzzy)
             .count(),
         evidence,
+    }
+}
+
+/// `identified_bytes / (image_bytes − padding_bytes)` (1 for an image that is all padding).
+pub fn content_share(fp: &Fingerprint) -> f64 {
+    let c = &fp.coverage;
+    let content = c.image_bytes.saturating_sub(c.padding_bytes);
+    if content == 0 {
+        1.0
+    } else {
+        (c.identified_bytes as f64 / content as f64).min(1.0)
     }
 }
 

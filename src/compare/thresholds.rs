@@ -19,6 +19,9 @@ pub struct Thresholds {
     /// byte statistics as close (two unrelated code sections made by one compiler), ssdeep does
     /// not, so TLSH alone never claims a full match.
     pub tlsh_weight: f64,
+    /// Where ssdeep compares the two and finds nothing in common (score 0), TLSH still counts
+    /// only at or below this distance (near-duplicates whose ssdeep pieces fell out of step).
+    pub tlsh_alone_max: u32,
     /// Similarity below which a counterpart is no match at all.
     pub file_match_min: f64,
     /// Cap on an ELF match resting on the identifier digest alone (recompiled binary: sections
@@ -54,7 +57,8 @@ pub struct Thresholds {
     /// Score floor when the images share a private key or a certificate that is neither
     /// discounted nor common: very strong evidence of the same software.
     pub shared_secret_floor: f64,
-    /// `identified_share` below which an image is too opaque to judge: verdict `inconclusive`.
+    /// Identified share of an image's non-padding bytes (`identified_bytes / (image_bytes −
+    /// padding_bytes)`) below which it is too opaque to judge: verdict `inconclusive`.
     pub min_identified_share: f64,
     /// Score (0–100) at or above which the images are the same software (`rebrand` or
     /// `same-vendor`).
@@ -70,6 +74,7 @@ impl Default for Thresholds {
         Self {
             tlsh_zero: 100,
             tlsh_weight: 0.8,
+            tlsh_alone_max: 12,
             file_match_min: 0.3,
             identifier_cap: 0.8,
             section_text_weight: 1.0,
@@ -85,7 +90,7 @@ impl Default for Thresholds {
             weight_crypto: 0.1,
             weight_platform: 0.1,
             shared_secret_floor: 80.0,
-            min_identified_share: 0.25,
+            min_identified_share: 0.3,
             same_software: 55.0,
             sdk_share: 0.05,
         }
@@ -105,10 +110,15 @@ impl Thresholds {
     }
 
     /// Similarity 0–1 of two digested blobs: the ssdeep score over 100 where there is one, the
-    /// TLSH similarity times `tlsh_weight` where there is one, the larger of the two; `None`
-    /// when neither digest is comparable.
+    /// TLSH similarity times `tlsh_weight` where there is one, the larger of the two — except
+    /// that where ssdeep scores 0, TLSH counts only at or below `tlsh_alone_max`; `None` when
+    /// neither digest is comparable.
     pub fn digest_similarity(&self, ssdeep: Option<u32>, tlsh: Option<u32>) -> Option<f64> {
         let s = ssdeep.map(|s| f64::from(s.min(100)) / 100.0);
+        let tlsh = match ssdeep {
+            Some(0) => tlsh.filter(|&d| d <= self.tlsh_alone_max),
+            _ => tlsh,
+        };
         let t = tlsh.map(|d| self.tlsh_similarity(d) * self.tlsh_weight);
         match (s, t) {
             (Some(s), Some(t)) => Some(s.max(t)),
@@ -147,6 +157,9 @@ mod tests {
         assert_eq!(t.digest_similarity(Some(90), Some(400)), Some(0.9));
         assert_eq!(t.digest_similarity(Some(0), Some(0)), Some(0.8));
         assert_eq!(t.digest_similarity(None, Some(0)), Some(0.8));
+        // ssdeep sees nothing in common: a middling TLSH distance does not count.
+        assert_eq!(t.digest_similarity(Some(0), Some(30)), Some(0.0));
+        assert!((t.digest_similarity(None, Some(30)).unwrap() - 0.56).abs() < 1e-9);
     }
 
     #[test]

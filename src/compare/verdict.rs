@@ -109,7 +109,7 @@ pub struct Signals {
     pub score: f64,
     /// Rarity-weighted share of code matched outside open-source components, 0–1.
     pub sdk_share: f64,
-    /// The smaller `identified_share` of the two images.
+    /// The smaller identified share of non-padding bytes of the two images.
     pub identified_share: f64,
     /// Both labels name the same vendor.
     pub same_vendor: bool,
