@@ -35,7 +35,7 @@ pub enum TableError {
     /// Not the expected JSON.
     #[error("background table: {0}")]
     Json(#[from] serde_json::Error),
-    /// Larger than [`MAX_TABLE_BYTES`] once decompressed.
+    /// Larger than 64 MiB once decompressed.
     #[error("background table: larger than {MAX_TABLE_BYTES} bytes")]
     TooLarge,
 }
@@ -52,7 +52,7 @@ pub fn background_families() -> Vec<String> {
     read(SHIPPED).map(|(_, f)| f).unwrap_or_default()
 }
 
-/// Reads a table written by [`write`]: the document frequencies and the family names.
+/// Reads a table written by [`write()`]: the document frequencies and the family names.
 pub fn read(compressed: &[u8]) -> Result<(DocFreq, Vec<String>), TableError> {
     let mut text = Vec::new();
     let mut dec = zstd::stream::read::Decoder::new(compressed)?;
