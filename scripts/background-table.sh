@@ -9,9 +9,9 @@ fwsim=${1:-target/debug/fwsim}
 r=${FWSIM_REALDATA:-../shared/realdata}
 o=$r/OpenIPC__firmware/general/package
 exec "$fwsim" --quiet background-table --synth -o src/compare/background.df.zst \
-  dahua=$r/BotoX__DH_IPC-HX4XXX-Eos/romfs-x.squashfs.img.raw \
-  dahua=$r/BotoX__DH_IPC-HX4XXX-Eos/user-x.squashfs.img.raw \
-  dahua=$r/BotoX__DH_IPC-HX4XXX-Themis/romfs-x.squashfs.img.raw \
+  dahua=$r/BotoX__DH_IPC-HX4XXX-Eos/romfs-x.squashfs.img.extracted \
+  dahua=$r/BotoX__DH_IPC-HX4XXX-Eos/user-x.squashfs.img.extracted \
+  dahua=$r/BotoX__DH_IPC-HX4XXX-Themis/romfs-x.squashfs.img.extracted \
   xiongmai=$r/nikitos1550__XM_ipcam_crypto_generator/rootfs.romfs \
   escam=$r/gadonline__escam_pvr008/rootfs \
   hisilicon-hi3516ev200-sdk=$o/hisilicon-osdrv-hi3516ev200/files \

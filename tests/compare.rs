@@ -391,15 +391,30 @@ fn hisilicon_and_goke_sdk_sets_share_an_sdk() {
 
 #[test]
 fn dahua_and_xiongmai_are_not_the_same_software() {
-    let Some(dh) = common::sample("BotoX__DH_IPC-HX4XXX-Eos/romfs-x.squashfs.img.raw") else {
+    // The Dahua romfs as extracted (the raw partition in the sample set is cut at 1 KiB).
+    let Some(dh) = folder(&["BotoX__DH_IPC-HX4XXX-Eos/romfs-x.squashfs.img.extracted"]) else {
         return;
     };
     let xm = common::sample("nikitos1550__XM_ipcam_crypto_generator/rootfs.romfs").unwrap();
-    let dh = fingerprint_of(&std::fs::read(dh).unwrap(), "dahua-romfs.img");
     let xm = fingerprint_of(&std::fs::read(xm).unwrap(), "xiongmai-rootfs.romfs");
     let c = cmp(&dh, &xm);
+    // A real comparison: both sides identified, their uClibc libraries found similar.
     assert!(
-        !matches!(c.verdict, Verdict::Rebrand | Verdict::SameVendor),
+        c.a.identified_content_share > 0.9 && c.b.identified_content_share > 0.9,
+        "{}",
+        show(&c)
+    );
+    assert!(c.similar_files + c.identical_files > 0, "{}", show(&c));
+    assert!(
+        !matches!(
+            c.verdict,
+            Verdict::Rebrand | Verdict::SameVendor | Verdict::Inconclusive
+        ),
+        "{}",
+        show(&c)
+    );
+    assert!(
+        c.score < Thresholds::default().same_software,
         "{}",
         show(&c)
     );
