@@ -10,8 +10,9 @@
 //!   ssdeep score and TLSH distance (0 when neither is comparable) — averaged with weights
 //!   `size × section weight` (`.text`, `.rodata` 1, `.data` 0.5, the rest 0.1; the larger size
 //!   of the two sides; a section on one side only counts as 0); the identifier digest (TLSH of
-//!   names and strings, which survives recompilation) gives `identifier_cap × TLSH similarity`;
-//!   the file's similarity is the larger of the two, and the whole-file digests can only add;
+//!   names and strings, which survives recompilation) gives `identifier_cap ×` its TLSH
+//!   similarity (falling linearly from 1 at distance 0 to 0 at `identifier_tlsh_zero`); the
+//!   file's similarity is the larger of the two, and the whole-file digests can only add;
 //! - everything else, and packed ELF files (marked `packed`, left out of code scores): the
 //!   whole-file [`Thresholds::digest_similarity`].
 
@@ -161,7 +162,7 @@ pub fn file_similarity(
         m.identifier_tlsh = tlsh_distance(a.identifier.as_ref(), b.identifier.as_ref());
         let by_identifier = m
             .identifier_tlsh
-            .map_or(0.0, |d| t.identifier_cap * t.tlsh_similarity(d));
+            .map_or(0.0, |d| t.identifier_cap * t.identifier_similarity(d));
         by_sections.max(by_identifier).max(whole.unwrap_or(0.0))
     } else {
         whole?
@@ -365,6 +366,66 @@ mod tests {
                 b"abcdefghijklmnopqrstuvwxyz \n"[(x >> 59) as usize % 28]
             })
             .collect()
+    }
+
+    fn elf_file(data: &[u8]) -> FileFeatures {
+        let mut f = file(data, ContentClass::ElfExecutable);
+        f.elf = Some(crate::features::elf::extract(
+            data,
+            &crate::features::elf::ElfParams::default(),
+        ));
+        f
+    }
+
+    #[test]
+    fn elf_pairs_compare_by_section_and_packed_ones_as_whole_files() {
+        use crate::synth::content::{ElfKind, arm_elf};
+        let t = Thresholds::default();
+        // Same code (same seed and length), strings patched: .text identical, .rodata similar.
+        let a = elf_file(&arm_elf(
+            ElfKind::Executable,
+            "app",
+            40_000,
+            &["Copyright Vistacam"],
+        ));
+        let b = elf_file(&arm_elf(
+            ElfKind::Executable,
+            "app",
+            40_000,
+            &["Copyright Northwind"],
+        ));
+        let c = elf_file(&arm_elf(
+            ElfKind::Executable,
+            "other",
+            40_000,
+            &["Copyright Vistacam"],
+        ));
+        let (pa, pb, pc) = (
+            PreparedFile::new(&a),
+            PreparedFile::new(&b),
+            PreparedFile::new(&c),
+        );
+        let m = file_similarity(&pa, &pb, &t).unwrap();
+        assert_eq!(m.kind, MatchKind::Fuzzy);
+        let text = m.sections.iter().find(|s| s.name == ".text").unwrap();
+        assert!(text.identical && text.similarity == 1.0, "{m:?}");
+        assert!(m.similarity > 0.9, "{m:?}");
+        assert!(!m.packed);
+        // Other code with the same statistics: TLSH is close, ssdeep is not; no match.
+        assert!(
+            file_similarity(&pa, &pc, &t).is_none_or(|m| m.similarity < t.file_match_min),
+            "{:?}",
+            file_similarity(&pa, &pc, &t)
+        );
+        // A packed side: no section scores, marked.
+        let mut packed = b.clone();
+        if let Some(e) = packed.elf.as_mut() {
+            e.packer = Some("upx".into());
+            e.code_comparable = false;
+        }
+        let pp = PreparedFile::new(&packed);
+        let m = file_similarity(&pa, &pp, &t).unwrap();
+        assert!(m.packed && m.sections.is_empty(), "{m:?}");
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Thresholds {
     /// Cap on an ELF match resting on the identifier digest alone (recompiled binary: sections
     /// differ, names and strings survive).
     pub identifier_cap: f64,
+    /// TLSH distance of identifier digests at which their similarity reaches 0 (stricter than
+    /// `tlsh_zero`: unrelated programs share libc names and common strings, and land near 60).
+    pub identifier_tlsh_zero: u32,
     /// Section weights by name (`.text`, `.rodata`, `.data`); other sections weigh
     /// `section_other_weight` per byte.
     pub section_text_weight: f64,
@@ -77,6 +80,7 @@ impl Default for Thresholds {
             tlsh_alone_max: 12,
             file_match_min: 0.3,
             identifier_cap: 0.8,
+            identifier_tlsh_zero: 50,
             section_text_weight: 1.0,
             section_rodata_weight: 1.0,
             section_data_weight: 0.5,
@@ -106,6 +110,12 @@ impl Thresholds {
     /// Similarity 0–1 from a TLSH distance: 1 at 0, falling linearly to 0 at `tlsh_zero`.
     pub fn tlsh_similarity(&self, distance: u32) -> f64 {
         let zero = f64::from(self.tlsh_zero.max(1));
+        (1.0 - f64::from(distance) / zero).clamp(0.0, 1.0)
+    }
+
+    /// Similarity 0–1 of two identifier digests: 1 at 0, linearly to 0 at `identifier_tlsh_zero`.
+    pub fn identifier_similarity(&self, distance: u32) -> f64 {
+        let zero = f64::from(self.identifier_tlsh_zero.max(1));
         (1.0 - f64::from(distance) / zero).clamp(0.0, 1.0)
     }
 
