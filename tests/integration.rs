@@ -10,6 +10,7 @@
 mod common;
 
 mod archives;
+mod compare;
 mod compression;
 mod corpus_db;
 mod evidence;

@@ -328,7 +328,7 @@ fn mode_string(mode: u16) -> String {
 }
 
 #[test]
-fn demo_builds_and_unpacks_a_camera_update() {
+fn demo_finds_the_rebrand() {
     let dir = tempfile::tempdir().unwrap();
     let keep = dir.path().join("demo");
     let out = common::fwsim(&["demo", "--keep", keep.to_str().unwrap()]);
@@ -338,36 +338,36 @@ fn demo_builds_and_unpacks_a_camera_update() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let image = keep.join("DH_IPC-HX4XXX-Demo.bin");
-    let bytes = std::fs::read(&image).expect("the demo keeps its image");
-    assert_eq!(&bytes[..4], b"DH\x03\x04");
-    assert!(stdout.contains("8 partitions"), "{stdout}");
-    if !formats_registered(&["dahua", "squashfs"]) {
-        return;
-    }
+    let bin = std::fs::read(keep.join("vistacam-IPC-HFW4431R-Z-v1.bin")).unwrap();
+    assert_eq!(&bin[..4], b"DH\x03\x04");
+    assert!(keep.join("northwind-NV-C2040-flash.bin").is_file());
+    // The scan ranks vendor A's two versions first, as rebrands; vendor B is unrelated.
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("scan of "))
+        .skip(2)
+        .take(3)
+        .collect();
+    assert_eq!(table.len(), 3, "{stdout}");
+    assert!(
+        table[0].contains("rebrand") && table[0].contains("Vistacam"),
+        "{stdout}"
+    );
+    assert!(
+        table[1].contains("rebrand") && table[1].contains("Vistacam"),
+        "{stdout}"
+    );
+    assert!(
+        table[2].contains("unrelated") && table[2].contains("Kestrel"),
+        "{stdout}"
+    );
     for want in [
-        "container dahua",
-        ", 0 errors",
-        "uImage 'romfs' standalone linux/arm → squashfs",
-        "uImage 'kernel' kernel linux/arm → carved: gzip at 0x4000",
-        "web-x.squashfs.img",
-        "DH_IPC-HX4XXX-Demo.bin/romfs-x.squashfs.img/romfs/bin/busybox",
-        "DH_IPC-HX4XXX-Demo.bin/user-x.squashfs.img/user/bin/sonia",
+        "verdict  rebrand",
+        "Northwind Vision Ltd (from evidence)",
+        "Vistacam (given)",
+        "shared private key",
+        "/user/bin/sonia",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
     }
-    // The counts printed are the tree's: compare them with what the writer put in (the tiny
-    // camera has the demo's file list, with smaller files).
-    let fw = Firmware::camera(&Options::tiny()).unwrap();
-    let romfs = fw
-        .partition("romfs-x.squashfs.img")
-        .unwrap()
-        .rootfs()
-        .unwrap();
-    let files = romfs.files().count();
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("uImage 'romfs'"))
-        .unwrap();
-    assert!(line.contains(&format!("(xz): {files} files,")), "{line}");
 }

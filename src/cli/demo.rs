@@ -1,43 +1,155 @@
-//! `fwsim demo`: builds a sample Dahua-style camera update (uImage-wrapped squashfs partitions)
-//! with fwsim's own writers in a temporary folder, unpacks it with the library and prints a short
-//! summary: partitions, formats, file counts and a few interesting paths.
+//! `fwsim demo`: builds a small corpus of vendor images with fwsim's own writers (vendor A's
+//! versions 1 and 2, an unrelated vendor B sharing only open-source parts) and a rebrand of A
+//! under another name in another container and compressor, fingerprints them, scans the rebrand
+//! against the corpus and prints the ranking and the report of the best match.
 
-use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use bytes::Bytes;
 use clap::Args;
-use fwsim::synth::{Firmware, Options};
-use fwsim::unpack::{self, EntryKind, Limits, Tree};
-
-use fwsim::unpack::tree::escape_name as escape;
+use fwsim::compare::rarity::DocFreq;
+use fwsim::compare::{self, Comparison, Discount, ScoreContext, Thresholds, report};
+use fwsim::corpus::Labels;
+use fwsim::features::{self, FeatureParams};
+use fwsim::fingerprint::Fingerprint;
+use fwsim::synth::{Brand, Compression, Firmware, Options, Soc, Software};
+use fwsim::unpack::{self, Limits};
+use rayon::prelude::*;
 
 /// Arguments of `fwsim demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Keep the built image in DIR (created if missing) instead of a temporary folder.
+    /// Keep the built images in DIR (created if missing) instead of a temporary folder.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
 }
 
-/// Paths worth showing an analyst first, by suffix.
-const INTERESTING: &[&str] = &[
-    "/bin/busybox",
-    "/etc/passwd",
-    "/etc/shadow",
-    "/etc/init.d/rcS",
-    "/bin/sonia",
-    "/index.html",
-    "/product.json",
-];
+/// One image of the demo.
+struct Image {
+    file: &'static str,
+    what: &'static str,
+    family: &'static str,
+    labels: Option<Labels>,
+    bytes: Vec<u8>,
+}
+
+/// Size of the demo's generated files, in percent of a typical camera's.
+const SIZE_PERCENT: u32 = 10;
+
+fn vendor_a() -> Options {
+    Options {
+        size_percent: SIZE_PERCENT,
+        software: Some(Software::new("Vistacam", Soc::Hi3516a)),
+        ..Options::demo()
+    }
+}
+
+fn labels(vendor: &str, product: &str, version: &str) -> Option<Labels> {
+    Some(Labels {
+        vendor: Some(vendor.to_owned()),
+        product: Some(product.to_owned()),
+        fw_version: Some(version.to_owned()),
+        tags: Vec::new(),
+    })
+}
+
+/// The demo's images: the corpus (first three) and the image scanned (last).
+fn build() -> anyhow::Result<Vec<Image>> {
+    let a1 = vendor_a();
+    let mut a2 = vendor_a();
+    a2.brand.version = "V2.640.0000000.3.R".into();
+    if let Some(sw) = a2.software.as_mut() {
+        sw.release = 3;
+    }
+    let b = Options {
+        brand: Brand {
+            vendor: "Kestrel Security Inc.".into(),
+            product: "KS-IPC3".into(),
+            version: "3.1.7".into(),
+            build_user: "builder".into(),
+        },
+        software: Some(Software::new("Kestrel", Soc::IngenicT31)),
+        ..vendor_a()
+    };
+    let rebrand = Options {
+        brand: Brand {
+            vendor: "Northwind Vision Ltd.".into(),
+            product: "NV-C2040".into(),
+            ..a1.brand.clone()
+        },
+        rootfs_compression: Compression::Zstd,
+        web_compression: Compression::Lz4,
+        ..vendor_a()
+    };
+    let jobs: Vec<(usize, Options)> = vec![(0, a1), (1, a2), (2, b), (3, rebrand)];
+    let built = jobs
+        .into_par_iter()
+        .map(|(i, o)| -> anyhow::Result<(usize, Vec<u8>)> {
+            let fw = Firmware::camera(&o)?;
+            let bytes = match i {
+                2 => fw.tar_gz()?,
+                3 => fw.flash_dump()?.0,
+                _ => fw.dahua_bin()?,
+            };
+            Ok((i, bytes))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut bytes: Vec<Vec<u8>> = vec![Vec::new(); 4];
+    for (i, b) in built {
+        if let Some(slot) = bytes.get_mut(i) {
+            *slot = b;
+        }
+    }
+    let mut it = bytes.into_iter();
+    let mut next = || it.next().unwrap_or_default();
+    Ok(vec![
+        Image {
+            file: "vistacam-IPC-HFW4431R-Z-v1.bin",
+            what: "vendor A, version 1 (Dahua-style .bin, xz)",
+            family: "vistacam",
+            labels: labels("Vistacam", "IPC-HFW4431R-Z", "V2.622"),
+            bytes: next(),
+        },
+        Image {
+            file: "vistacam-IPC-HFW4431R-Z-v2.bin",
+            what: "vendor A, version 2",
+            family: "vistacam",
+            labels: labels("Vistacam", "IPC-HFW4431R-Z", "V2.640"),
+            bytes: next(),
+        },
+        Image {
+            file: "kestrel-KS-IPC3.tar.gz",
+            what: "vendor B on another chip, same open-source parts (tar.gz)",
+            family: "kestrel",
+            labels: labels("Kestrel", "KS-IPC3", "3.1.7"),
+            bytes: next(),
+        },
+        Image {
+            file: "northwind-NV-C2040-flash.bin",
+            what: "unknown vendor (flash dump, zstd and lz4)",
+            family: "",
+            labels: None,
+            bytes: next(),
+        },
+    ])
+}
+
+fn fingerprint_of(img: &Image) -> Fingerprint {
+    let tree = unpack::unpack(
+        Bytes::copy_from_slice(&img.bytes),
+        img.file.as_bytes(),
+        &Limits::default(),
+    );
+    features::fingerprint(&tree, &FeatureParams::default())
+}
 
 /// Runs `fwsim demo`.
 pub fn run(args: &DemoArgs, _quiet: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    let fw = Firmware::camera(&Options::demo()).context("building the demo firmware")?;
-    let bin = fw.dahua_bin().context("packing the demo firmware")?;
+    let images = build().context("building the demo images")?;
     let tmp;
     let dir = match &args.keep {
         Some(d) => {
@@ -52,81 +164,107 @@ pub fn run(args: &DemoArgs, _quiet: bool) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let file_name = "DH_IPC-HX4XXX-Demo.bin";
-    let path = dir.join(file_name);
-    std::fs::write(&path, &bin).map_err(|source| fwsim::Error::Io {
-        path: path.clone(),
-        source,
-    })?;
+    for img in &images {
+        let path = dir.join(img.file);
+        std::fs::write(&path, &img.bytes).map_err(|source| fwsim::Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
     let built = started.elapsed();
+    let fingerprinting = Instant::now();
+    let fps: Vec<Fingerprint> = images.par_iter().map(fingerprint_of).collect();
+    let fingerprinted = fingerprinting.elapsed();
 
-    let unpacking = Instant::now();
-    let data = fwsim::input::open(&path)?;
-    let tree = unpack::unpack(data, file_name.as_bytes(), &Limits::default());
-    let took = unpacking.elapsed();
+    // TODO(corpus database): the corpus engineer's API replaces this block — `corpus add` the
+    // first three images with their labels into a database in `dir`, then `scan` the last one
+    // against it. Until then the corpus is the list below and its document frequencies are
+    // counted over its families here.
+    let corpus: Vec<(&Image, &Fingerprint)> = images.iter().zip(&fps).take(3).collect();
+    let (Some(query_img), Some(query)) = (images.get(3), fps.get(3)) else {
+        return Ok(());
+    };
+    let docfreq = DocFreq::from_families(corpus.iter().map(|(i, fp)| (i.family, *fp)));
+    let thresholds = Thresholds::default();
+    let discount = Discount::default();
+    let scanning = Instant::now();
+    let mut results: Vec<(&Image, Comparison)> = corpus
+        .par_iter()
+        .map(|(img, fp)| {
+            let ctx = ScoreContext {
+                docfreq: &docfreq,
+                docfreq_source: "demo corpus (3 images, 2 families)",
+                thresholds: &thresholds,
+                discount: &discount,
+                labels_a: None,
+                labels_b: img.labels.as_ref(),
+            };
+            (*img, compare::compare(query, fp, &ctx))
+        })
+        .collect();
+    results.sort_by(|x, y| y.1.score.total_cmp(&x.1.score));
+    let scanned = scanning.elapsed();
 
     let mut out = BufWriter::new(io::stdout().lock());
     writeln!(
         out,
-        "fwsim demo: a Dahua-style camera update built by fwsim's own writers, then unpacked\n"
+        "fwsim demo: is the unknown camera image a rebrand of a known vendor's firmware?\n"
     )?;
     writeln!(
         out,
-        "image     {}  ({}, {} partitions, built in {:.1} s)",
-        path.display(),
-        human(bin.len() as u64),
-        fw.partitions.len(),
-        built.as_secs_f64()
+        "images built by fwsim's own writers in {}:",
+        dir.display()
     )?;
-    let kinds = count_kinds(&tree, 0, true);
+    for (img, fp) in images.iter().zip(&fps) {
+        writeln!(
+            out,
+            "  {:<34} {:>9}  {:>4} files  {}",
+            img.file,
+            human(img.bytes.len() as u64),
+            fp.files.iter().filter(|f| !f.unpacked).count(),
+            img.what
+        )?;
+    }
     writeln!(
         out,
-        "unpacked  in {:.2} s: {} entries ({}, {}, {}), {}",
-        took.as_secs_f64(),
-        tree.nodes().len(),
-        plural(kinds.files, "file"),
-        plural(kinds.dirs, "dir"),
-        plural(kinds.symlinks, "symlink"),
-        plural(tree.errors().count(), "error")
+        "built in {:.1} s, unpacked and fingerprinted in {:.1} s, scanned in {:.2} s\n",
+        built.as_secs_f64(),
+        fingerprinted.as_secs_f64(),
+        scanned.as_secs_f64()
     )?;
-    write_summary(&tree, &mut out)?;
+    writeln!(out, "scan of {} against the corpus:", query_img.file)?;
+    writeln!(
+        out,
+        "  {:>5}  {:<12} {:<10} image",
+        "score", "verdict", "vendor"
+    )?;
+    for (img, c) in &results {
+        writeln!(
+            out,
+            "  {:>5.1}  {:<12} {:<10} {}",
+            c.score,
+            c.verdict.as_str(),
+            img.labels
+                .as_ref()
+                .and_then(|l| l.vendor.as_deref())
+                .unwrap_or("?"),
+            img.file
+        )?;
+    }
+    if let Some((_, best)) = results.first() {
+        writeln!(out, "\nbest match in full:\n")?;
+        report::write_text(best, 8, &mut out)?;
+    }
     if args.keep.is_some() {
         writeln!(
             out,
-            "\nthe image is kept: try `fwsim unpack --json {}`",
-            path.display()
+            "\nthe images are kept: try `fwsim compare {} {}`",
+            dir.join(query_img.file).display(),
+            dir.join(images.first().map_or("", |i| i.file)).display()
         )?;
     }
     out.flush().context("writing output")?;
     Ok(())
-}
-
-/// Entry counts below a node, by kind.
-#[derive(Debug, Default, Clone, Copy)]
-struct Kinds {
-    files: usize,
-    dirs: usize,
-    symlinks: usize,
-    other: usize,
-}
-
-/// Entry counts of node `id`'s children, and of all their descendants when `deep`.
-fn count_kinds(tree: &Tree, id: usize, deep: bool) -> Kinds {
-    let mut k = Kinds::default();
-    let mut stack: Vec<usize> = tree.get(id).map(|n| n.children.clone()).unwrap_or_default();
-    while let Some(c) = stack.pop() {
-        let Some(n) = tree.get(c) else { continue };
-        match n.kind {
-            EntryKind::File => k.files += 1,
-            EntryKind::Dir => k.dirs += 1,
-            EntryKind::Symlink { .. } => k.symlinks += 1,
-            _ => k.other += 1,
-        }
-        if deep {
-            stack.extend(n.children.iter().copied());
-        }
-    }
-    k
 }
 
 fn human(n: u64) -> String {
@@ -136,132 +274,5 @@ fn human(n: u64) -> String {
         format!("{:.1} KiB", n as f64 / 1024.0)
     } else {
         format!("{n} B")
-    }
-}
-
-fn meta_str<'a>(m: &'a unpack::Meta, key: &str) -> &'a str {
-    m.get(key).and_then(|v| v.as_str()).unwrap_or("?")
-}
-
-/// The root's format, one line per top-level entry (partition), the formats seen and a few
-/// interesting paths.
-fn write_summary(tree: &Tree, out: &mut impl Write) -> anyhow::Result<()> {
-    let Some(root) = tree.root() else {
-        return Ok(());
-    };
-    writeln!(out, "container {}", root.format.unwrap_or("not recognised"))?;
-    writeln!(out, "\npartitions")?;
-    for &c in &root.children {
-        let Some(n) = tree.get(c) else { continue };
-        let name = n.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
-        let mut line = format!(
-            "  {:<24} {:>10}  ",
-            escape(name),
-            human(n.data.len() as u64)
-        );
-        match n.format {
-            Some("uimage") => {
-                let m = &n.format_meta;
-                line.push_str(&format!(
-                    "uImage '{}' {} {}/{}",
-                    meta_str(m, "name"),
-                    meta_str(m, "type"),
-                    meta_str(m, "os"),
-                    meta_str(m, "arch")
-                ));
-                if let Some((pid, p)) = n.children.first().and_then(|&p| Some((p, tree.get(p)?))) {
-                    line.push_str(&describe_payload(tree, pid, p));
-                }
-            }
-            Some(f) => {
-                let k = count_kinds(tree, c, false);
-                line.push_str(&format!("{f}: {}", plural(k.files, "file")));
-            }
-            None => line.push_str("file"),
-        }
-        if let Some(e) = &n.error {
-            line.push_str(&format!("  ERROR: {e}"));
-        }
-        writeln!(out, "{line}")?;
-    }
-
-    let mut formats: BTreeMap<&str, usize> = BTreeMap::new();
-    for n in tree.nodes() {
-        if let Some(f) = n.format.filter(|f| *f != "carve") {
-            *formats.entry(f).or_default() += 1;
-        }
-    }
-    let list: Vec<String> = formats.iter().map(|(f, n)| format!("{f} ×{n}")).collect();
-    writeln!(out, "\nformats   {}", list.join(", "))?;
-
-    writeln!(out, "\ninteresting paths")?;
-    for suffix in INTERESTING {
-        if let Some(n) = tree
-            .nodes()
-            .iter()
-            .find(|n| n.path.ends_with(suffix.as_bytes()))
-        {
-            writeln!(
-                out,
-                "  {:<64} {:>10}",
-                escape(&n.path),
-                human(n.data.len() as u64)
-            )?;
-        }
-    }
-    let errors: Vec<_> = tree.errors().take(5).collect();
-    if !errors.is_empty() {
-        writeln!(out, "\nerrors")?;
-        for n in errors {
-            if let Some(e) = &n.error {
-                writeln!(out, "  {}: {e}", escape(&n.path))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `→ squashfs (xz): 60 files, 12 dirs, 40 symlinks` for a uImage payload (its own entries, not
-/// what was found inside them); `→ carved: gzip at 0x4000` when structures were found inside it.
-fn describe_payload(tree: &Tree, id: usize, payload: &unpack::Node) -> String {
-    let k = count_kinds(tree, id, false);
-    match payload.format {
-        Some("carve") => {
-            let regions: Vec<String> = payload
-                .children
-                .iter()
-                .filter_map(|&c| tree.get(c))
-                .filter_map(|n| {
-                    let off = n.origin.as_ref().and_then(|o| o.offset)?;
-                    Some(format!("{} at {off:#x}", n.format.unwrap_or("?")))
-                })
-                .collect();
-            format!(" → carved: {}", regions.join(", "))
-        }
-        Some(f) => {
-            let comp = ["compressor", "compression"]
-                .iter()
-                .find_map(|key| payload.format_meta.get(*key).and_then(|v| v.as_str()));
-            let what = match comp {
-                Some(c) => format!("{f} ({c})"),
-                None => f.to_owned(),
-            };
-            format!(
-                " → {what}: {}, {}, {}",
-                plural(k.files, "file"),
-                plural(k.dirs, "dir"),
-                plural(k.symlinks, "symlink")
-            )
-        }
-        None => " → raw".to_owned(),
-    }
-}
-
-/// `1 file`, `2 files`.
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("{n} {what}")
-    } else {
-        format!("{n} {what}s")
     }
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod corpus;
+mod compare;
 mod demo;
 mod fingerprint;
 mod hash;
@@ -40,8 +41,13 @@ pub enum Command {
     /// The corpus database: add images or fingerprints, list, remove, set-family, export,
     /// import, find.
     Corpus(corpus::CorpusArgs),
-    /// Build a sample Dahua-style camera update with fwsim's own writers and unpack it.
+    /// One image against another: score 0–100, verdict and evidence.
+    Compare(compare::CompareArgs),
+    /// Build a few vendor images with fwsim's own writers and show a rebrand being found.
     Demo(demo::DemoArgs),
+    /// Write the background rarity table fwsim ships (maintainers only).
+    #[command(hide = true)]
+    BackgroundTable(compare::BackgroundArgs),
 }
 
 /// Resource limits, shared by every command that unpacks.
@@ -162,6 +168,8 @@ pub fn main() -> ExitCode {
         Command::Hash(args) => hash::run(args),
         Command::Unpack(args) => unpack::run(args, cli.quiet),
         Command::Demo(args) => demo::run(args, cli.quiet),
+        Command::Compare(args) => compare::run(args, cli.quiet),
+        Command::BackgroundTable(args) => compare::run_background(args, cli.quiet),
         Command::Fingerprint(args) => fingerprint::run(args, cli.quiet),
         Command::Inspect(args) => inspect::run(args, cli.quiet),
         Command::Corpus(args) => corpus::run(args, cli.quiet),

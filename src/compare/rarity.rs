@@ -46,4 +46,23 @@ impl DocFreq {
     pub fn get(&self, item: &str) -> u32 {
         self.counts.get(item).copied().unwrap_or(0)
     }
+
+    /// Document frequencies of images grouped into families: an item counts once per family
+    /// however many of the family's images hold it.
+    pub fn from_families<'a>(images: impl IntoIterator<Item = (&'a str, &'a Fingerprint)>) -> Self {
+        let mut families: HashMap<&str, BTreeSet<String>> = HashMap::new();
+        for (family, fp) in images {
+            families.entry(family).or_default().extend(items(fp));
+        }
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for held in families.values() {
+            for item in held {
+                *counts.entry(item.clone()).or_default() += 1;
+            }
+        }
+        Self {
+            families: u32::try_from(families.len()).unwrap_or(u32::MAX),
+            counts,
+        }
+    }
 }

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::SynthError;
 use super::content::{self, ElfKind, Rng, Rootfs, arm_elf};
 use super::squashfs::{self, Compression};
+use super::vendor::{Soc, Software};
 use super::{dahua, flash, hikvision, tarball};
 use crate::unpack::formats::uimage;
 
@@ -51,6 +52,11 @@ pub struct Options {
     /// Mark squashfs partitions' uImage headers "gzip" although their payload is stored as is,
     /// as Dahua's real packages do ("Standalone Program (gzip)" around a raw squashfs).
     pub dahua_gzip_quirk: bool,
+    /// Whose software the image carries. `None`: the writer's original fixed content (every
+    /// program seeded by its file name alone, HiSilicon SDK). `Some`: the vendor's programs, web
+    /// scripts, key and password hashes drawn from the profile, its chip SDK, and OpenSSL
+    /// libraries and a TLS key added.
+    pub software: Option<Software>,
 }
 
 impl Options {
@@ -63,6 +69,7 @@ impl Options {
             web_compression: Compression::Gzip,
             extra_user_files: Vec::new(),
             dahua_gzip_quirk: false,
+            software: None,
         }
     }
 
@@ -195,16 +202,22 @@ impl Firmware {
         let b = &opts.brand;
         let pct = opts.size_percent.max(1) as usize;
         let kib = |k: usize| (k * 1024 * pct / 100).max(512);
-        let build_path = format!("/home/{}/{}/sdk/hi3516a", b.build_user, b.version);
+        let soc = opts.software.as_ref().map_or(Soc::Hi3516a, |s| s.soc);
+        let build_path = format!("/home/{}/{}/sdk/{}", b.build_user, b.version, soc.sdk_dir());
         let copyright = format!("Copyright (c) 2016 {}", b.vendor);
 
-        let boot = content::arm_code(&mut Rng::named("dhboot"), kib(180))
+        let boot_seed = match soc {
+            Soc::Hi3516a => "dhboot",
+            Soc::IngenicT31 => "ingenic-t31/boot",
+        };
+        let boot = content::arm_code(&mut Rng::named(boot_seed), kib(180))
             .into_iter()
             .chain(format!("U-Boot 2010.06-svn (Dec 09 2016 - 13:20:01)\0{copyright}\0bootargs=mem=128M console=ttyAMA0,115200 root=/dev/mtdblock3 rootfstype=squashfs\0").into_bytes())
             .collect::<Vec<u8>>();
+        let (release, gcc) = soc.kernel();
         let kernel = content::kernel_image(
             &format!(
-                "Linux version 3.18.20 ({}@build) (gcc version 4.9.4 20150629 (prerelease) (Hisilicon_v300) ) #1 SMP Fri Dec 9 13:21:44 CST 2016",
+                "Linux version {release} ({}@build) ({gcc} ) #1 SMP Fri Dec 9 13:21:44 CST 2016",
                 b.build_user
             ),
             kib(1200),
@@ -373,7 +386,10 @@ impl Firmware {
         )
         .file(
             "etc/shadow",
-            "root:$1$RYIwEiRA$d5iRRVQ5ZeRTrJwGjRy.B0:16000:0:99999:7:::\nadmin:$1$9Dl0Vx1F$1bQ9aUgh2F0CkLjv0Y1B/.:16000:0:99999:7:::\n",
+            opts.software.as_ref().map_or_else(
+                || "root:$1$RYIwEiRA$d5iRRVQ5ZeRTrJwGjRy.B0:16000:0:99999:7:::\nadmin:$1$9Dl0Vx1F$1bQ9aUgh2F0CkLjv0Y1B/.:16000:0:99999:7:::\n".to_owned(),
+                Software::shadow,
+            ),
             0o600,
         )
         .file("etc/group", "root:x:0:\nadmin:x:500:\nnobody:x:65534:\n", 0o644)
@@ -418,6 +434,9 @@ impl Firmware {
         .symlink("etc/resolv.conf", "/var/resolv.conf")
         .symlink("etc/localtime", "/usr/share/zoneinfo/Asia/Shanghai")
         .symlink("etc/mtab", "/proc/mounts");
+        if let Some(sw) = &opts.software {
+            r.file("etc/ssl/private/server.key", sw.private_key_pem(), 0o600);
+        }
         Self::romfs_data(&mut r);
         r
     }
@@ -462,16 +481,26 @@ impl Firmware {
     fn user(opts: &Options, kib: &dyn Fn(usize) -> usize, build: &str, copyright: &str) -> Rootfs {
         let b = &opts.brand;
         let mut r = Rootfs::new();
+        let sw = opts.software.as_ref();
+        let domain = sw.map_or("vistacam.example", |s| s.domain.as_str());
         let app = |name: &str, size: usize, extra: &[&str]| {
             let mut strings = vec![
                 copyright.to_owned(),
                 format!("{build}/src/{name}/main.cpp"),
                 format!("{} {}", b.product, b.version),
-                "http://www.vistacam.example/support".to_owned(),
+                format!("http://www.{domain}/support"),
             ];
             strings.extend(extra.iter().map(|s| (*s).to_owned()));
             let refs: Vec<&str> = strings.iter().map(String::as_str).collect();
-            arm_elf(ElfKind::Executable, name, kib(size), &refs)
+            match sw {
+                None => arm_elf(ElfKind::Executable, name, kib(size), &refs),
+                Some(sw) => arm_elf(
+                    ElfKind::Executable,
+                    &sw.seed(name),
+                    sw.program_len(kib(size)),
+                    &refs,
+                ),
+            }
         };
         r.file(
             "bin/sonia",
@@ -485,37 +514,46 @@ impl Firmware {
         .file("bin/upgraded", app("upgraded", 35, &["burn %s %s"]), 0o755)
         .file("bin/systools", app("systools", 60, &[]), 0o755)
         .file("bin/load_ucode", app("load_ucode", 5, &[]), 0o755);
-        for (lib, size) in [
-            ("libmpi.so", 400),
-            ("libisp.so", 120),
-            ("libsns_imx290.so", 40),
-            ("libdvr.so", 300),
-            ("libaudio.so", 90),
-            ("libhi_cipher.so", 30),
-        ] {
-            let strings = [copyright, "HiSilicon MPP V2.0.5.0"];
+        let soc = sw.map_or(Soc::Hi3516a, |s| s.soc);
+        // SDK binaries are seeded by the SDK (the same bytes for every vendor on that chip), the
+        // original content by file name alone.
+        let sdk_seed = |name: &str| match sw {
+            None => name.to_owned(),
+            Some(_) => format!("{}/{name}", soc.sdk_dir()),
+        };
+        for &(lib, size) in soc.libraries() {
+            let strings = [copyright, soc.sdk_string()];
             r.file(
                 &format!("lib/{lib}"),
-                arm_elf(ElfKind::SharedObject, lib, kib(size), &strings),
+                arm_elf(ElfKind::SharedObject, &sdk_seed(lib), kib(size), &strings),
                 0o755,
             );
         }
-        for (m, size) in [
-            ("hi3516a_base.ko", 20),
-            ("hi3516a_sys.ko", 60),
-            ("hi_mipi.ko", 40),
-            ("sensor.ko", 55),
-            ("spf.ko", 50),
-        ] {
-            let strings = [
-                "vermagic=3.18.20 SMP preempt mod_unload ARMv7 p2v8 ",
-                "license=Proprietary",
-            ];
+        let vermagic = format!(
+            "vermagic={} SMP preempt mod_unload ARMv7 p2v8 ",
+            soc.kernel().0
+        );
+        for &(m, size) in soc.modules() {
+            let strings = [vermagic.as_str(), "license=Proprietary"];
             r.file(
                 &format!("lib/modules/{m}"),
-                arm_elf(ElfKind::KernelModule, m, kib(size), &strings),
+                arm_elf(ElfKind::KernelModule, &sdk_seed(m), kib(size), &strings),
                 0o644,
             );
+        }
+        if sw.is_some() {
+            // OpenSSL, as most camera firmware ships it: the same bytes for every vendor.
+            for (lib, size) in [("libssl.so.1.0.2k", 300), ("libcrypto.so.1.0.2k", 1500)] {
+                let strings = [
+                    "OpenSSL 1.0.2k  26 Jan 2017",
+                    "SSLv3 part of OpenSSL 1.0.2k  26 Jan 2017",
+                ];
+                r.file(
+                    &format!("lib/{lib}"),
+                    arm_elf(ElfKind::SharedObject, lib, kib(size), &strings),
+                    0o755,
+                );
+            }
         }
         r.file(
             "etc/Config/Default",
@@ -533,7 +571,12 @@ impl Firmware {
 
     fn web(opts: &Options, kib: &dyn Fn(usize) -> usize) -> Rootfs {
         let b = &opts.brand;
-        let mut rng = Rng::named("web");
+        let mut rng = Rng::named(
+            &opts
+                .software
+                .as_ref()
+                .map_or_else(|| "web".to_owned(), |s| s.seed("web")),
+        );
         let mut r = Rootfs::new();
         let modules = [
             "base", "login", "video", "network", "storage", "system", "ptz", "event",

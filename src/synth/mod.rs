@@ -30,11 +30,13 @@ pub mod squashfs3;
 pub mod tarball;
 pub mod ubi;
 pub mod ubifs;
+pub mod vendor;
 pub mod yaffs2;
 
 pub use camera::{Brand, Firmware, Options, Partition, Payload};
 pub use content::{Entry, EntryData, Rootfs};
 pub use squashfs::Compression;
+pub use vendor::{Soc, Software};
 
 /// Why an image could not be written.
 #[derive(Debug, thiserror::Error)]
