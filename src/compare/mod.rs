@@ -2,9 +2,22 @@
 //! ([`matching`]), how rare each shared item is across families ([`rarity`]), and the score,
 //! sub-scores, verdict and evidence that follow from them.
 
+pub mod matching;
 pub mod rarity;
+pub mod score;
+pub mod thresholds;
+pub mod verdict;
+pub mod weights;
+
+pub use matching::{PreparedFile, file_similarity, pair};
+pub use score::{Comparison, Finding, ScoreContext, SubScores, score};
+pub use thresholds::Thresholds;
+pub use verdict::{LabelSource, VendorLabel, Verdict};
+pub use weights::Discount;
 
 use serde::{Deserialize, Serialize};
+
+use crate::fingerprint;
 
 /// How a file of image A corresponds to a file of image B.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,4 +66,18 @@ pub struct FileMatch {
     /// Matched sections, for ELF pairs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sections: Vec<SectionMatch>,
+    /// An ELF pair of which one side is packed (UPX): compared as whole files, left out of
+    /// code scores.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub packed: bool,
+}
+
+/// Matches and scores image `a` against image `b`: [`pair`] then [`score()`].
+pub fn compare(
+    a: &fingerprint::Fingerprint,
+    b: &fingerprint::Fingerprint,
+    ctx: &ScoreContext<'_>,
+) -> Comparison {
+    let matches = pair(a, b, ctx.thresholds);
+    score(a, b, &matches, ctx)
 }

@@ -1,0 +1,398 @@
+//! Which files of two fingerprints correspond and how closely: digests parsed once per file
+//! ([`PreparedFile`]), the similarity of two files ([`file_similarity`]) and, for every file of
+//! image A, its best counterpart in image B ([`pair`]).
+//!
+//! The similarity of two files, 0–1:
+//! - identical SHA-256: 1;
+//! - different content classes: no match;
+//! - ELF pairs whose code can be compared (neither UPX-packed): per-section similarity by section
+//!   name — 1 for the same SHA-256, else [`Thresholds::digest_similarity`] of the sections'
+//!   ssdeep score and TLSH distance (0 when neither is comparable) — averaged with weights
+//!   `size × section weight` (`.text`, `.rodata` 1, `.data` 0.5, the rest 0.1; the larger size
+//!   of the two sides; a section on one side only counts as 0); the identifier digest (TLSH of
+//!   names and strings, which survives recompilation) gives `identifier_cap × TLSH similarity`;
+//!   the file's similarity is the larger of the two, and the whole-file digests can only add;
+//! - everything else, and packed ELF files (marked `packed`, left out of code scores): the
+//!   whole-file [`Thresholds::digest_similarity`].
+
+use std::collections::HashMap;
+
+use super::thresholds::Thresholds;
+use super::{FileMatch, MatchKind, SectionMatch};
+use crate::features::class::ContentClass;
+use crate::fingerprint::{FileFeatures, Fingerprint};
+use crate::hash::{Ssdeep, SsdeepIndex, SsdeepPrepared, Tlsh};
+
+/// One ELF section's digests, parsed.
+#[derive(Clone, Debug)]
+pub struct PreparedSection<'a> {
+    /// Section name.
+    pub name: &'a str,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, hex.
+    pub sha256: &'a str,
+    /// ssdeep, parsed.
+    pub ssdeep: Option<SsdeepPrepared>,
+    /// TLSH, parsed.
+    pub tlsh: Option<Tlsh>,
+}
+
+/// A file's digests parsed once, for many comparisons.
+#[derive(Clone, Debug)]
+pub struct PreparedFile<'a> {
+    /// The file's features.
+    pub file: &'a FileFeatures,
+    /// Whole-file ssdeep, parsed.
+    pub ssdeep: Option<SsdeepPrepared>,
+    /// Whole-file TLSH, parsed.
+    pub tlsh: Option<Tlsh>,
+    /// ELF sections (empty for other files).
+    pub sections: Vec<PreparedSection<'a>>,
+    /// ELF identifier digest.
+    pub identifier: Option<Tlsh>,
+    /// ELF file whose code can be compared section by section (not packed, parsed).
+    pub code_comparable: bool,
+}
+
+fn parse_ssdeep(s: Option<&String>) -> Option<SsdeepPrepared> {
+    s.and_then(|s| s.parse::<Ssdeep>().ok())
+        .map(|d| d.prepare())
+}
+
+fn parse_tlsh(s: Option<&String>) -> Option<Tlsh> {
+    s.and_then(|s| s.parse::<Tlsh>().ok())
+}
+
+impl<'a> PreparedFile<'a> {
+    /// Parses the digests of `file` (unparseable digests count as absent).
+    pub fn new(file: &'a FileFeatures) -> Self {
+        let (sections, identifier, code_comparable) = match &file.elf {
+            Some(elf) => (
+                elf.sections
+                    .iter()
+                    .map(|s| PreparedSection {
+                        name: &s.name,
+                        size: s.size,
+                        sha256: &s.sha256,
+                        ssdeep: parse_ssdeep(s.ssdeep.as_ref()),
+                        tlsh: parse_tlsh(s.tlsh.as_ref()),
+                    })
+                    .collect(),
+                parse_tlsh(elf.identifier_digest.as_ref()),
+                elf.code_comparable && elf.packer.is_none() && !elf.sections.is_empty(),
+            ),
+            None => (Vec::new(), None, false),
+        };
+        Self {
+            file,
+            ssdeep: parse_ssdeep(file.digests.ssdeep.as_ref()),
+            tlsh: parse_tlsh(file.digests.tlsh.as_ref()),
+            sections,
+            identifier,
+            code_comparable,
+        }
+    }
+
+    /// The file's content class.
+    pub fn class(&self) -> ContentClass {
+        self.file.class
+    }
+}
+
+/// Every non-container file of a fingerprint, prepared, with its index in `files`.
+pub fn prepare(fp: &Fingerprint) -> Vec<(usize, PreparedFile<'_>)> {
+    fp.files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.unpacked)
+        .map(|(i, f)| (i, PreparedFile::new(f)))
+        .collect()
+}
+
+fn ssdeep_score(a: Option<&SsdeepPrepared>, b: Option<&SsdeepPrepared>) -> Option<u32> {
+    match (a, b) {
+        (Some(a), Some(b)) => a.compare(b),
+        _ => None,
+    }
+}
+
+fn tlsh_distance(a: Option<&Tlsh>, b: Option<&Tlsh>) -> Option<u32> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.diff(b)),
+        _ => None,
+    }
+}
+
+/// How similar two files are, with the numbers behind it (module docs give the formula), or
+/// `None` when they cannot correspond (other content classes, nothing comparable) or score 0.
+/// The indices `a` and `b` of the result are left 0 for the caller to set.
+pub fn file_similarity(
+    a: &PreparedFile<'_>,
+    b: &PreparedFile<'_>,
+    t: &Thresholds,
+) -> Option<FileMatch> {
+    let mut m = FileMatch {
+        a: 0,
+        b: 0,
+        kind: MatchKind::Identical,
+        similarity: 1.0,
+        ssdeep: None,
+        tlsh: None,
+        identifier_tlsh: None,
+        sections: Vec::new(),
+        packed: false,
+    };
+    if a.file.sha256 == b.file.sha256 {
+        return Some(m);
+    }
+    if a.class() != b.class() {
+        return None;
+    }
+    m.kind = MatchKind::Fuzzy;
+    m.ssdeep = ssdeep_score(a.ssdeep.as_ref(), b.ssdeep.as_ref());
+    m.tlsh = tlsh_distance(a.tlsh.as_ref(), b.tlsh.as_ref());
+    let whole = t.digest_similarity(m.ssdeep, m.tlsh);
+    let elf = a.class().is_elf();
+    m.packed = elf && !(a.code_comparable && b.code_comparable);
+    let similarity = if elf && !m.packed {
+        let (sections, by_sections) = section_similarity(a, b, t);
+        m.sections = sections;
+        m.identifier_tlsh = tlsh_distance(a.identifier.as_ref(), b.identifier.as_ref());
+        let by_identifier = m
+            .identifier_tlsh
+            .map_or(0.0, |d| t.identifier_cap * t.tlsh_similarity(d));
+        by_sections.max(by_identifier).max(whole.unwrap_or(0.0))
+    } else {
+        whole?
+    };
+    if similarity <= 0.0 {
+        return None;
+    }
+    m.similarity = similarity;
+    Some(m)
+}
+
+/// Matched sections by name and their size-weighted similarity (sections on one side only weigh
+/// in as 0).
+fn section_similarity(
+    a: &PreparedFile<'_>,
+    b: &PreparedFile<'_>,
+    t: &Thresholds,
+) -> (Vec<SectionMatch>, f64) {
+    let by_name: HashMap<&str, &PreparedSection<'_>> =
+        b.sections.iter().map(|s| (s.name, s)).collect();
+    let mut out = Vec::new();
+    let mut total = 0.0;
+    let mut matched = 0.0;
+    for sa in &a.sections {
+        let w = t.section_weight(sa.name);
+        match by_name.get(sa.name) {
+            Some(sb) => {
+                let weight = w * sa.size.max(sb.size) as f64;
+                total += weight;
+                let identical = sa.sha256 == sb.sha256;
+                let ssdeep = ssdeep_score(sa.ssdeep.as_ref(), sb.ssdeep.as_ref());
+                let tlsh = tlsh_distance(sa.tlsh.as_ref(), sb.tlsh.as_ref());
+                let similarity = if identical {
+                    1.0
+                } else {
+                    t.digest_similarity(ssdeep, tlsh).unwrap_or(0.0)
+                };
+                matched += weight * similarity;
+                out.push(SectionMatch {
+                    name: sa.name.to_owned(),
+                    size: (sa.size, sb.size),
+                    identical,
+                    ssdeep,
+                    tlsh,
+                    similarity,
+                });
+            }
+            None => total += w * sa.size as f64,
+        }
+    }
+    let names_a: std::collections::HashSet<&str> = a.sections.iter().map(|s| s.name).collect();
+    for sb in b.sections.iter().filter(|s| !names_a.contains(s.name)) {
+        total += t.section_weight(sb.name) * sb.size as f64;
+    }
+    let score = if total > 0.0 { matched / total } else { 0.0 };
+    (out, score)
+}
+
+/// Image B prepared for many lookups: its files, a SHA-256 map and an ssdeep index.
+pub struct Prepared<'a> {
+    files: Vec<(usize, PreparedFile<'a>)>,
+    by_sha: HashMap<&'a str, usize>,
+    ssdeep: SsdeepIndex,
+    /// Position in `files` of each digest in `ssdeep`.
+    ssdeep_owner: Vec<usize>,
+}
+
+impl<'a> Prepared<'a> {
+    /// Prepares every non-container file of `fp`.
+    pub fn new(fp: &'a Fingerprint) -> Self {
+        let files = prepare(fp);
+        let by_sha = files
+            .iter()
+            .enumerate()
+            .map(|(k, (_, f))| (f.file.sha256.as_str(), k))
+            .collect();
+        let mut digests = Vec::new();
+        let mut ssdeep_owner = Vec::new();
+        for (k, (_, f)) in files.iter().enumerate() {
+            if let Some(d) = &f.ssdeep {
+                digests.push(d.clone());
+                ssdeep_owner.push(k);
+            }
+        }
+        Self {
+            files,
+            by_sha,
+            ssdeep: SsdeepIndex::new(digests),
+            ssdeep_owner,
+        }
+    }
+
+    /// The best counterpart of `probe` (index into the fingerprint's `files` set in `b`), if any
+    /// reaches `file_match_min`.
+    pub fn best_match(&self, probe: &PreparedFile<'_>, t: &Thresholds) -> Option<FileMatch> {
+        if let Some(&k) = self.by_sha.get(probe.file.sha256.as_str()) {
+            let (bi, f) = self.files.get(k)?;
+            let mut m = file_similarity(probe, f, t)?;
+            m.b = *bi;
+            return Some(m);
+        }
+        // Candidates: ssdeep index hits, TLSH within range, and for ELF files the identifier
+        // digest within range or any identical section.
+        let mut candidates: Vec<usize> = probe
+            .ssdeep
+            .as_ref()
+            .map(|p| {
+                self.ssdeep
+                    .matches(p)
+                    .into_iter()
+                    .filter_map(|(i, _)| self.ssdeep_owner.get(i).copied())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let class = probe.class();
+        for (k, (_, f)) in self.files.iter().enumerate() {
+            if f.class() != class {
+                continue;
+            }
+            let near = |x: Option<&Tlsh>, y: Option<&Tlsh>| {
+                tlsh_distance(x, y).is_some_and(|d| d < t.tlsh_zero)
+            };
+            let close = near(probe.tlsh.as_ref(), f.tlsh.as_ref())
+                || near(probe.identifier.as_ref(), f.identifier.as_ref())
+                || probe.sections.iter().any(|s| {
+                    f.sections
+                        .iter()
+                        .any(|o| o.sha256 == s.sha256 && s.size > 0)
+                });
+            if close {
+                candidates.push(k);
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut best: Option<FileMatch> = None;
+        for k in candidates {
+            let Some((bi, f)) = self.files.get(k) else {
+                continue;
+            };
+            let Some(mut m) = file_similarity(probe, f, t) else {
+                continue;
+            };
+            if m.similarity < t.file_match_min {
+                continue;
+            }
+            m.b = *bi;
+            if best.as_ref().is_none_or(|b| m.similarity > b.similarity) {
+                best = Some(m);
+            }
+        }
+        best
+    }
+}
+
+/// For every non-container file of `a`, its best counterpart in `b` (identical by SHA-256 first,
+/// else the most similar file of the same class reaching `file_match_min`), ordered by `a`'s
+/// file index. Files without a counterpart are absent.
+pub fn pair(a: &Fingerprint, b: &Fingerprint, t: &Thresholds) -> Vec<FileMatch> {
+    use rayon::prelude::*;
+    let pb = Prepared::new(b);
+    prepare(a)
+        .par_iter()
+        .filter_map(|(ai, f)| {
+            let mut m = pb.best_match(f, t)?;
+            m.a = *ai;
+            Some(m)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::FileDigests;
+    use crate::hash::digests;
+
+    fn file(data: &[u8], class: ContentClass) -> FileFeatures {
+        let d = digests(data);
+        FileFeatures {
+            sha256: hex::encode(d.sha256),
+            size: data.len() as u64,
+            paths: vec!["x".into()],
+            class,
+            digests: FileDigests {
+                ssdeep: d.ssdeep.ok().map(|s| s.to_string()),
+                tlsh: d.tlsh.map(|t| t.to_string()),
+            },
+            strings: 0,
+            unpacked: false,
+            elf: None,
+            components: Vec::new(),
+        }
+    }
+
+    fn text(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                b"abcdefghijklmnopqrstuvwxyz \n"[(x >> 59) as usize % 28]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn identical_similar_and_unrelated_files() {
+        let t = Thresholds::default();
+        let base = text(1, 20_000);
+        let mut edited = base.clone();
+        edited[10_000..10_100].copy_from_slice(&text(2, 100));
+        let a = file(&base, ContentClass::Config);
+        let b = file(&edited, ContentClass::Config);
+        let c = file(&text(3, 20_000), ContentClass::Config);
+        let d = file(&edited, ContentClass::WebAsset);
+        let (pa, pb, pc, pd) = (
+            PreparedFile::new(&a),
+            PreparedFile::new(&b),
+            PreparedFile::new(&c),
+            PreparedFile::new(&d),
+        );
+        let same = file_similarity(&pa, &pa, &t).unwrap();
+        assert_eq!((same.kind, same.similarity), (MatchKind::Identical, 1.0));
+        let near = file_similarity(&pa, &pb, &t).unwrap();
+        assert_eq!(near.kind, MatchKind::Fuzzy);
+        assert!(near.ssdeep.unwrap() > 80, "{near:?}");
+        assert!(near.similarity > 0.8, "{near:?}");
+        assert!(
+            file_similarity(&pa, &pc, &t).is_none_or(|m| m.similarity < t.file_match_min),
+            "unrelated text"
+        );
+        assert!(file_similarity(&pa, &pd, &t).is_none(), "other class");
+    }
+}

@@ -1,0 +1,531 @@
+//! From matched files and shared evidence to a [`Comparison`]: rarity-weighted sub-scores (code,
+//! data/strings, web/config, crypto, platform), the overall score 0–100, the verdict and the
+//! evidence list, strongest first, each finding naming both sides' paths and its numbers.
+//!
+//! Each file (not a container) and each evidence item is a piece of *material* of one category
+//! with a mass: files `ln(1 + size/64) × rarity × factor` (factor: open-source components and
+//! discounted items count for little), evidence items a weight by kind × rarity. A sub-score is
+//! the harmonic mean of the two sides' matched shares of their material in that category (a file
+//! matched with similarity `s` contributes `s` of its mass; on the B side a file's best match
+//! counts), times 100. The score is the weighted mean of the sub-scores both images have material
+//! for, raised to `shared_secret_floor` when a private key or certificate of weight is shared.
+//! Symmetry: every share is measured on both sides and combined by a symmetric mean, so
+//! `score(A, B)` and `score(B, A)` differ only where best counterparts differ by direction.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::rarity::DocFreq;
+use super::thresholds::Thresholds;
+use super::verdict::{self, Signals, VendorLabel, Verdict};
+use super::weights::{Discount, Weigher, evidence_weight};
+use super::{FileMatch, MatchKind, SectionMatch};
+use crate::corpus::Labels;
+use crate::features::class::ContentClass;
+use crate::features::evidence::{Evidence, Kind};
+use crate::fingerprint::{FileFeatures, Fingerprint};
+
+/// Version of the comparison's JSON layout.
+pub const COMPARISON_SCHEMA_VERSION: u32 = 1;
+
+/// What the score of a comparison is computed with.
+#[derive(Clone, Copy, Debug)]
+pub struct ScoreContext<'a> {
+    /// Document frequencies over families (a corpus's, or the shipped background table).
+    pub docfreq: &'a DocFreq,
+    /// Where `docfreq` comes from (`corpus`, `background` …), reported as is.
+    pub docfreq_source: &'a str,
+    /// Thresholds and weights.
+    pub thresholds: &'a Thresholds,
+    /// The user's discount list.
+    pub discount: &'a Discount,
+    /// Labels of image A, when known (corpus entries).
+    pub labels_a: Option<&'a Labels>,
+    /// Labels of image B.
+    pub labels_b: Option<&'a Labels>,
+}
+
+/// The sub-score a piece of material belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// ELF executables, libraries and modules.
+    Code,
+    /// Other files, strings and build-environment evidence.
+    Data,
+    /// Web assets, configuration and scripts.
+    WebConfig,
+    /// Certificates, keys and password hashes.
+    Crypto,
+    /// Kernel, device tree, SoC, bootloader.
+    Platform,
+}
+
+impl Category {
+    /// All categories, in report order.
+    pub const ALL: [Category; 5] = [
+        Category::Code,
+        Category::Data,
+        Category::WebConfig,
+        Category::Crypto,
+        Category::Platform,
+    ];
+
+    /// The name used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Code => "code",
+            Category::Data => "data",
+            Category::WebConfig => "web_config",
+            Category::Crypto => "crypto",
+            Category::Platform => "platform",
+        }
+    }
+
+    fn of_file(f: &FileFeatures) -> Self {
+        let packed = f
+            .elf
+            .as_ref()
+            .is_some_and(|e| e.packer.is_some() || !e.code_comparable);
+        match f.class {
+            c if c.is_elf() && !packed => Category::Code,
+            ContentClass::WebAsset | ContentClass::Config | ContentClass::Script => {
+                Category::WebConfig
+            }
+            ContentClass::Certificate => Category::Crypto,
+            ContentClass::KernelImage | ContentClass::DeviceTree => Category::Platform,
+            _ => Category::Data,
+        }
+    }
+
+    fn of_evidence(k: Kind) -> Self {
+        match k {
+            Kind::Certificate | Kind::PublicKey | Kind::PrivateKey | Kind::PasswordHash => {
+                Category::Crypto
+            }
+            Kind::DeviceTree
+            | Kind::KernelVersion
+            | Kind::KernelConfig
+            | Kind::Bootloader
+            | Kind::Soc => Category::Platform,
+            _ => Category::Data,
+        }
+    }
+
+    fn weight(self, t: &Thresholds) -> f64 {
+        match self {
+            Category::Code => t.weight_code,
+            Category::Data => t.weight_data,
+            Category::WebConfig => t.weight_web,
+            Category::Crypto => t.weight_crypto,
+            Category::Platform => t.weight_platform,
+        }
+    }
+}
+
+/// One side of a comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Side {
+    /// Image name as given.
+    pub name: String,
+    /// Image SHA-256.
+    pub sha256: String,
+    /// Vendor label used and where it came from.
+    pub label: VendorLabel,
+    /// `coverage.identified_share` of the image.
+    pub identified_share: f64,
+    /// `coverage.opaque_share` of the image.
+    pub opaque_share: f64,
+    /// Files compared (not containers).
+    pub files: usize,
+    /// Of these, files with a counterpart on the other side.
+    pub matched_files: usize,
+}
+
+/// One reason behind the score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Share of the score (points 0–100) this finding stands for.
+    pub strength: f64,
+    /// Sub-score it counts in.
+    pub category: Category,
+    /// `identical_file`, `similar_file` or `shared_<evidence kind>`.
+    pub what: String,
+    /// Path on side A (the first of the file's paths, or where the evidence was found).
+    pub a_path: String,
+    /// Path on side B.
+    pub b_path: String,
+    /// Similarity 0–1 (1 for identical files and shared evidence).
+    pub similarity: f64,
+    /// Rarity weight 0–1 of the item across families (discounts applied).
+    pub rarity: f64,
+    /// Factor for open-source components (1 for other files).
+    #[serde(default, skip_serializing_if = "is_one")]
+    pub component_factor: f64,
+    /// The shared value (evidence) or the component names (files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Whole-file ssdeep score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssdeep: Option<u32>,
+    /// Whole-file TLSH distance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlsh: Option<u32>,
+    /// TLSH distance of the ELF identifier digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier_tlsh: Option<u32>,
+    /// Matched ELF sections.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sections: Vec<SectionMatch>,
+    /// One side is UPX-packed: compared as whole files, not as code.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub packed: bool,
+}
+
+fn is_one(v: &f64) -> bool {
+    (*v - 1.0).abs() < f64::EPSILON
+}
+
+/// Sub-scores 0–100; `None` where one of the images has no material of that kind.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubScores {
+    /// ELF code.
+    pub code: Option<f64>,
+    /// Other files, strings, build environment.
+    pub data: Option<f64>,
+    /// Web assets, configuration, scripts.
+    pub web_config: Option<f64>,
+    /// Keys, certificates, password hashes.
+    pub crypto: Option<f64>,
+    /// Kernel, device tree, SoC, bootloader.
+    pub platform: Option<f64>,
+}
+
+impl SubScores {
+    fn set(&mut self, c: Category, v: Option<f64>) {
+        let slot = match c {
+            Category::Code => &mut self.code,
+            Category::Data => &mut self.data,
+            Category::WebConfig => &mut self.web_config,
+            Category::Crypto => &mut self.crypto,
+            Category::Platform => &mut self.platform,
+        };
+        *slot = v;
+    }
+
+    /// The sub-score of a category.
+    pub fn get(&self, c: Category) -> Option<f64> {
+        match c {
+            Category::Code => self.code,
+            Category::Data => self.data,
+            Category::WebConfig => self.web_config,
+            Category::Crypto => self.crypto,
+            Category::Platform => self.platform,
+        }
+    }
+}
+
+/// The comparison of two images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// [`COMPARISON_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Image A.
+    pub a: Side,
+    /// Image B.
+    pub b: Side,
+    /// Score 0–100 (one decimal).
+    pub score: f64,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Sub-scores.
+    pub sub_scores: SubScores,
+    /// Rarity-weighted share 0–1 of code matched outside open-source components (what
+    /// `shared-sdk` rests on).
+    pub sdk_share: f64,
+    /// Where the rarity weights came from.
+    pub rarity_source: String,
+    /// A shared private key or certificate of weight raised the score to the floor.
+    pub shared_secret: bool,
+    /// Files matched identically / fuzzily (from A's side).
+    pub identical_files: usize,
+    /// See `identical_files`.
+    pub similar_files: usize,
+    /// Findings, strongest first.
+    pub evidence: Vec<Finding>,
+}
+
+/// Material of one side: mass per category, and for B the best matched contribution per file.
+#[derive(Default)]
+struct Mass {
+    total: BTreeMap<Category, f64>,
+    matched: BTreeMap<Category, f64>,
+}
+
+impl Mass {
+    fn add(&mut self, c: Category, total: f64, matched: f64) {
+        *self.total.entry(c).or_default() += total;
+        *self.matched.entry(c).or_default() += matched;
+    }
+
+    fn share(&self, c: Category) -> Option<f64> {
+        let t = *self.total.get(&c)?;
+        (t > 0.0).then(|| self.matched.get(&c).copied().unwrap_or(0.0) / t)
+    }
+}
+
+fn harmonic(a: f64, b: f64) -> f64 {
+    if a + b <= 0.0 {
+        0.0
+    } else {
+        2.0 * a * b / (a + b)
+    }
+}
+
+fn first_path(f: &FileFeatures) -> String {
+    f.paths.first().cloned().unwrap_or_default()
+}
+
+/// Evidence items of one image by (kind, value), first occurrence kept.
+fn evidence_set(fp: &Fingerprint) -> BTreeMap<(Kind, &str), &Evidence> {
+    let mut out = BTreeMap::new();
+    for e in &fp.evidence {
+        // Vendor and product names say who, not what: they label, they do not score.
+        if matches!(e.kind, Kind::Vendor | Kind::Product | Kind::BuildDate) {
+            continue;
+        }
+        out.entry((e.kind, e.value.as_str())).or_insert(e);
+    }
+    out
+}
+
+/// Scores image `a` against image `b` from `matches` (A's files and their best counterparts in
+/// B, from [`super::matching::pair`]) and the images' evidence; see the module docs.
+pub fn score(
+    a: &Fingerprint,
+    b: &Fingerprint,
+    matches: &[FileMatch],
+    ctx: &ScoreContext<'_>,
+) -> Comparison {
+    let t = ctx.thresholds;
+    let w = Weigher {
+        docfreq: ctx.docfreq,
+        discount: ctx.discount,
+        thresholds: t,
+    };
+    let mut mass_a = Mass::default();
+    let mut mass_b = Mass::default();
+    // Per-file masses; matched contributions are rarity-weighted by the counterpart's item.
+    let file_mass = |f: &FileFeatures| {
+        Weigher::size_weight(f.size) * w.rarity(&format!("file:{}", f.sha256)) * w.file_factor(f)
+    };
+    let by_a: HashMap<usize, &FileMatch> = matches.iter().map(|m| (m.a, m)).collect();
+    let mut best_b: HashMap<usize, f64> = HashMap::new();
+    let mut best_b_plain: HashMap<usize, f64> = HashMap::new();
+    let mut raw_findings: Vec<(f64, Finding)> = Vec::new();
+    let mut sdk_a = Mass::default();
+    let mut sdk_b = Mass::default();
+    for (ai, fa) in a.files.iter().enumerate().filter(|(_, f)| !f.unpacked) {
+        let cat = Category::of_file(fa);
+        let total = file_mass(fa);
+        let mut matched = 0.0;
+        if let Some(m) = by_a.get(&ai)
+            && let Some(fb) = b.files.get(m.b)
+        {
+            let rarity = w.rarity(&format!("file:{}", fb.sha256));
+            let factor = w.file_factor(fa).min(w.file_factor(fb));
+            let size_w = Weigher::size_weight(fa.size);
+            matched = size_w * rarity * factor * m.similarity;
+            let b_mass = Weigher::size_weight(fb.size) * rarity * factor * m.similarity;
+            let e = best_b.entry(m.b).or_default();
+            *e = e.max(b_mass);
+            if fa.components.is_empty() && fb.components.is_empty() {
+                let e = best_b_plain.entry(m.b).or_default();
+                *e = e.max(b_mass);
+            }
+            let components: Vec<&str> =
+                fa.components.iter().map(|c| c.component.as_str()).collect();
+            raw_findings.push((
+                matched,
+                Finding {
+                    strength: 0.0,
+                    category: cat,
+                    what: match m.kind {
+                        MatchKind::Identical => "identical_file".into(),
+                        MatchKind::Fuzzy => "similar_file".into(),
+                    },
+                    a_path: first_path(fa),
+                    b_path: first_path(fb),
+                    similarity: m.similarity,
+                    rarity,
+                    component_factor: factor,
+                    value: (!components.is_empty()).then(|| components.join(", ")),
+                    ssdeep: m.ssdeep,
+                    tlsh: m.tlsh,
+                    identifier_tlsh: m.identifier_tlsh,
+                    sections: m.sections.clone(),
+                    packed: m.packed,
+                },
+            ));
+        }
+        mass_a.add(cat, total, matched);
+        if cat == Category::Code {
+            let plain = fa.components.is_empty();
+            sdk_a.add(cat, total, if plain { matched } else { 0.0 });
+        }
+    }
+    for (bi, fb) in b.files.iter().enumerate().filter(|(_, f)| !f.unpacked) {
+        let matched = best_b.get(&bi).copied().unwrap_or(0.0);
+        let cat = Category::of_file(fb);
+        mass_b.add(cat, file_mass(fb), matched);
+        if cat == Category::Code {
+            let plain = best_b_plain.get(&bi).copied().unwrap_or(0.0);
+            sdk_b.add(cat, file_mass(fb), plain);
+        }
+    }
+
+    // Evidence: shared (kind, value) pairs count on both sides.
+    let ev_a = evidence_set(a);
+    let ev_b = evidence_set(b);
+    let mut shared_secret = false;
+    for (side, mine, other, mass) in [
+        (0, &ev_a, &ev_b, &mut mass_a),
+        (1, &ev_b, &ev_a, &mut mass_b),
+    ] {
+        for (&(kind, value), e) in mine {
+            let item = format!("ev:{}:{value}", kind.as_str());
+            let rarity = w.rarity(&item);
+            let weight = evidence_weight(kind) * rarity;
+            let cat = Category::of_evidence(kind);
+            let shared = other.get(&(kind, value));
+            mass.add(cat, weight, if shared.is_some() { weight } else { 0.0 });
+            if side == 0
+                && let Some(o) = shared
+            {
+                if matches!(kind, Kind::PrivateKey | Kind::Certificate) && rarity >= 0.5 {
+                    shared_secret = true;
+                }
+                raw_findings.push((
+                    weight,
+                    Finding {
+                        strength: 0.0,
+                        category: cat,
+                        what: format!("shared_{}", kind.as_str()),
+                        a_path: e.path.clone(),
+                        b_path: o.path.clone(),
+                        similarity: 1.0,
+                        rarity,
+                        component_factor: 1.0,
+                        value: Some(value.to_owned()),
+                        ssdeep: None,
+                        tlsh: None,
+                        identifier_tlsh: None,
+                        sections: Vec::new(),
+                        packed: false,
+                    },
+                ));
+            }
+        }
+    }
+
+    let mut sub = SubScores::default();
+    let mut num = 0.0;
+    let mut den = 0.0;
+    let mut cat_norm: HashMap<Category, f64> = HashMap::new();
+    for c in Category::ALL {
+        let v = match (mass_a.share(c), mass_b.share(c)) {
+            (Some(x), Some(y)) => Some(harmonic(x, y)),
+            _ => None,
+        };
+        sub.set(c, v.map(|v| round1(v * 100.0)));
+        if let Some(v) = v {
+            num += c.weight(t) * v;
+            den += c.weight(t);
+            let ta = mass_a.total.get(&c).copied().unwrap_or(0.0);
+            let tb = mass_b.total.get(&c).copied().unwrap_or(0.0);
+            cat_norm.insert(c, c.weight(t) / (ta.max(tb).max(f64::MIN_POSITIVE)));
+        }
+    }
+    let mut score = if den > 0.0 { 100.0 * num / den } else { 0.0 };
+    if shared_secret {
+        score = score.max(t.shared_secret_floor);
+    }
+    let score = round1(score.clamp(0.0, 100.0));
+    let sdk_share = harmonic(
+        sdk_a.share(Category::Code).unwrap_or(0.0),
+        sdk_b.share(Category::Code).unwrap_or(0.0),
+    );
+
+    // Strength: a finding's mass over its category's material, times the category's share of
+    // the weights, in score points.
+    let mut evidence: Vec<Finding> = raw_findings
+        .into_iter()
+        .map(|(m, mut f)| {
+            let norm = cat_norm.get(&f.category).copied().unwrap_or(0.0);
+            f.strength = round2(100.0 * m * norm / den.max(f64::MIN_POSITIVE));
+            f
+        })
+        .collect();
+    evidence.sort_by(|x, y| {
+        y.strength
+            .total_cmp(&x.strength)
+            .then_with(|| x.a_path.cmp(&y.a_path))
+            .then_with(|| x.what.cmp(&y.what))
+    });
+
+    let label_a = VendorLabel::of(a, ctx.labels_a);
+    let label_b = VendorLabel::of(b, ctx.labels_b);
+    let same_vendor = label_a.same_as(&label_b);
+    let verdict = verdict::decide(
+        &Signals {
+            score,
+            sdk_share,
+            identified_share: a.coverage.identified_share.min(b.coverage.identified_share),
+            same_vendor,
+        },
+        t,
+    );
+    let matched_b: HashSet<usize> = matches.iter().map(|m| m.b).collect();
+    let side = |fp: &Fingerprint, label: VendorLabel, matched: usize| Side {
+        name: fp.image.name.clone(),
+        sha256: fp.image.sha256.clone(),
+        label,
+        identified_share: fp.coverage.identified_share,
+        opaque_share: fp.coverage.opaque_share,
+        files: fp.files.iter().filter(|f| !f.unpacked).count(),
+        matched_files: matched,
+    };
+    Comparison {
+        schema_version: COMPARISON_SCHEMA_VERSION,
+        a: side(a, label_a, by_a.len()),
+        b: side(b, label_b, matched_b.len()),
+        score,
+        verdict,
+        sub_scores: sub,
+        sdk_share: round3(sdk_share),
+        rarity_source: ctx.docfreq_source.to_owned(),
+        shared_secret,
+        identical_files: matches
+            .iter()
+            .filter(|m| m.kind == MatchKind::Identical)
+            .count(),
+        similar_files: matches
+            .iter()
+            .filter(|m| m.kind == MatchKind::Fuzzy)
+            .count(),
+        evidence,
+    }
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
