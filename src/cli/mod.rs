@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod corpus;
 mod demo;
 mod fingerprint;
 mod hash;
@@ -36,6 +37,9 @@ pub enum Command {
     /// A readable summary of an image: partitions, coverage, platform, vendor candidates,
     /// components, build environment, keys, the largest vendor binaries.
     Inspect(inspect::InspectArgs),
+    /// The corpus database: add images or fingerprints, list, remove, set-family, export,
+    /// import, find.
+    Corpus(corpus::CorpusArgs),
     /// Build a sample Dahua-style camera update with fwsim's own writers and unpack it.
     Demo(demo::DemoArgs),
 }
@@ -160,6 +164,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args, cli.quiet),
         Command::Fingerprint(args) => fingerprint::run(args, cli.quiet),
         Command::Inspect(args) => inspect::run(args, cli.quiet),
+        Command::Corpus(args) => corpus::run(args, cli.quiet),
     };
     match outcome {
         Ok(()) => ExitCode::from(Exit::Ok as u8),
