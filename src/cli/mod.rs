@@ -11,6 +11,8 @@ mod demo;
 mod fingerprint;
 mod hash;
 mod inspect;
+mod matrix;
+mod scan;
 mod unpack;
 
 /// fwsim — is this firmware the same software as one we know?
@@ -40,6 +42,10 @@ pub enum Command {
     /// The corpus database: add images or fingerprints, list, remove, set-family, export,
     /// import, find.
     Corpus(corpus::CorpusArgs),
+    /// One image against a corpus: the best matches, with score, verdict and evidence.
+    Scan(scan::ScanArgs),
+    /// Every image against every other: scores, verdicts and family clusters.
+    Matrix(matrix::MatrixArgs),
     /// Build a sample Dahua-style camera update with fwsim's own writers and unpack it.
     Demo(demo::DemoArgs),
 }
@@ -165,6 +171,8 @@ pub fn main() -> ExitCode {
         Command::Fingerprint(args) => fingerprint::run(args, cli.quiet),
         Command::Inspect(args) => inspect::run(args, cli.quiet),
         Command::Corpus(args) => corpus::run(args, cli.quiet),
+        Command::Scan(args) => scan::run(args, cli.quiet),
+        Command::Matrix(args) => matrix::run(args, cli.quiet),
     };
     match outcome {
         Ok(()) => ExitCode::from(Exit::Ok as u8),

@@ -2,6 +2,8 @@
 //! ([`matching`]), how rare each shared item is across families ([`rarity`]), and the score,
 //! sub-scores, verdict and evidence that follow from them.
 
+pub mod cluster;
+pub mod index;
 pub mod matching;
 pub mod rarity;
 pub mod score;

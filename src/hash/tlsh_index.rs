@@ -17,10 +17,9 @@ use super::tlsh::Tlsh;
 ///
 /// Why not a metric tree over the bodies (a vantage-point tree, as proposed for TLSH by Gonzalez,
 /// 2025): the body term is not a metric (a bucket difference of 3 costs 6, more than 1 + 2), so a
-/// tree must index a metric lower bound (the L1 distance of the buckets) instead, and on firmware
-/// files the L1 distances of unrelated bodies concentrate around 160 ± 11, so at the radii that
-/// matter (≥ 100) the triangle bound prunes almost nothing while the header cells prune most
-/// candidates for free. The cells hold their digests contiguously, so a scan streams memory.
+/// tree would have to index a weaker metric lower bound (the L1 distance of the buckets), while
+/// the header cells prune for free and keep each cell's digests contiguous, so a scan streams
+/// memory.
 ///
 /// ```
 /// use fwsim::hash::{tlsh, TlshIndex};
