@@ -443,15 +443,25 @@ impl<'a> CorpusIndex<'a> {
     fn best_matches(&self, probe: &PreparedFile<'_>, t: &Thresholds) -> Vec<(u32, FileMatch)> {
         let mut out: Vec<(u32, FileMatch)> = Vec::new();
         // Identical files first: an image holding the same bytes answers with them.
+        // Files with the probe's SHA-256 answer as the probe answers to itself (the identical
+        // case reads nothing but the SHA-256), so none of them needs parsing.
         let mut identical_in: Vec<u32> = Vec::new();
-        for &g in self.file_sha.get(probe.file.sha256.as_str()) {
-            let Some((at, f)) = self.file(g) else {
-                continue;
-            };
-            if let Some(mut m) = file_similarity(probe, &PreparedFile::new(f), t) {
-                m.b = at.file as usize;
-                identical_in.push(at.image);
-                out.push((at.image, m));
+        let same = self.file_sha.get(probe.file.sha256.as_str());
+        if let Some(m) = (!same.is_empty())
+            .then(|| file_similarity(probe, probe, t))
+            .flatten()
+        {
+            for &g in same {
+                if let Some(at) = self.files.get(g as usize) {
+                    identical_in.push(at.image);
+                    out.push((
+                        at.image,
+                        FileMatch {
+                            b: at.file as usize,
+                            ..m.clone()
+                        },
+                    ));
+                }
             }
         }
         // Fuzzy candidates in every other image.
