@@ -13,7 +13,8 @@
 //! images per family, families interleaved, so the first N images hold N/20 families.
 //! The generated corpus is cached as JSON under `target/bench-scan/`.
 //!
-//! Run: `cargo bench --bench scan` (sizes: `FWSIM_BENCH_SIZES=250,500,1000`, matrix size:
+//! Run: `cargo bench --bench scan` (sizes: `FWSIM_BENCH_SIZES=250,500,1000`, probes:
+//! `FWSIM_BENCH_PROBES=5`, matrix size:
 //! `FWSIM_BENCH_MATRIX=200`). Prints one table; the README quotes it.
 
 #![allow(
@@ -387,17 +388,24 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
-    let largest = sizes.iter().copied().max().unwrap_or(1000).max(matrix_n);
-    let all = corpus(largest);
+    let probes_n: usize = std::env::var("FWSIM_BENCH_PROBES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    // One cached corpus of 1,000 images; smaller sizes are its first images.
+    let mut all = corpus(1000);
+    all.truncate(sizes.iter().copied().max().unwrap_or(1000).max(matrix_n));
     let t = Thresholds::default();
     let d = Discount::default();
     println!("threads: {}", rayon::current_num_threads());
-    println!("| images | files | index build | scan (median of 5 probes) | images answering |");
+    println!(
+        "| images | files | index build | scan (median of {probes_n} probes) | images answering |"
+    );
     println!("|---|---|---|---|---|");
     // Probes: new versions of families 0..5, not in the corpus.
     let probes: Vec<Fingerprint> = {
         let pool = pool();
-        (0..5u64)
+        (0..probes_n as u64)
             .map(|k| {
                 let fam = family(&pool, k);
                 let base: Vec<FileFeatures> =
@@ -426,6 +434,11 @@ fn main() {
             let t1 = Instant::now();
             let ranked = index.scan(p, &ctx);
             times.push(t1.elapsed());
+            eprintln!(
+                "{n} images: scan of {} in {:.2?}",
+                p.image.name,
+                t1.elapsed()
+            );
             answering = ranked.len();
             if let Some(best) = ranked.first() {
                 let fam = &entries[best.image].family;
@@ -457,6 +470,7 @@ fn main() {
     };
     let t0 = Instant::now();
     let index = CorpusIndex::new(entries);
+    eprintln!("matrix index built in {:.2?}", t0.elapsed());
     let pairs = index.all_pairs(&ctx);
     let mut m = ScoreMatrix::new(entries.len());
     for p in &pairs {
