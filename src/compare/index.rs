@@ -58,6 +58,9 @@ impl<'a> Postings<'a> {
     }
 }
 
+/// A probe file's identical counterparts (image, match) and fuzzy candidates (file numbers).
+type Candidates = (Vec<(u32, FileMatch)>, Vec<u32>);
+
 /// Where one indexed file sits: its image and its position in that image's `files`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct FileRef {
@@ -312,10 +315,31 @@ impl<'a> CorpusIndex<'a> {
     /// image number, with the file matches `pair(probe, image, t)` gives.
     pub fn query(&self, probe: &Fingerprint, t: &Thresholds) -> Vec<ImageMatches> {
         let prepared = prepare(probe);
+        // Candidates of every probe file first, then each candidate file parsed once (many
+        // probe files name the same candidates), then the best per image.
+        let found: Vec<Candidates> = prepared
+            .par_iter()
+            .map(|(_, f)| self.candidates(f, t))
+            .collect();
+        let mut union: Vec<u32> = found.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+        union.par_sort_unstable();
+        union.dedup();
+        let parsed: Vec<Option<PreparedFile<'a>>> = union
+            .par_iter()
+            .map(|&g| self.file(g).map(|(_, f)| PreparedFile::new(f)))
+            .collect();
+        let lookup = |g: u32| {
+            union
+                .binary_search(&g)
+                .ok()
+                .and_then(|k| parsed.get(k))
+                .and_then(Option::as_ref)
+        };
         let per_file: Vec<Vec<(u32, FileMatch)>> = prepared
             .par_iter()
-            .map(|(ai, f)| {
-                let mut found = self.best_matches(f, t);
+            .zip(found)
+            .map(|((ai, f), (identical, candidates))| {
+                let mut found = self.choose(f, t, identical, &candidates, &lookup);
                 for (_, m) in &mut found {
                     m.a = *ai;
                 }
@@ -438,9 +462,9 @@ impl<'a> CorpusIndex<'a> {
             .collect()
     }
 
-    /// For one probe file, its best counterpart in every image that has one, as (image, match)
-    /// ascending by image (the match's `a` is left for the caller).
-    fn best_matches(&self, probe: &PreparedFile<'_>, t: &Thresholds) -> Vec<(u32, FileMatch)> {
+    /// For one probe file: its identical counterparts as (image, match), and the file numbers
+    /// of its fuzzy candidates (same class, in images without an identical file), ascending.
+    fn candidates(&self, probe: &PreparedFile<'_>, t: &Thresholds) -> Candidates {
         let mut out: Vec<(u32, FileMatch)> = Vec::new();
         // Identical files first: an image holding the same bytes answers with them.
         // Files with the probe's SHA-256 answer as the probe answers to itself (the identical
@@ -495,20 +519,39 @@ impl<'a> CorpusIndex<'a> {
         candidates.sort_unstable();
         candidates.dedup();
         let class = probe.class();
+        candidates.retain(|&g| {
+            self.file(g).is_some_and(|(at, f)| {
+                identical_in.binary_search(&at.image).is_err() && f.class == class
+            })
+        });
+        (out, candidates)
+    }
+
+    /// For one probe file, its best counterpart in every image that has one, as (image, match)
+    /// ascending by image (the match's `a` is left for the caller): the identical ones, and the
+    /// best of the fuzzy `candidates` (parsed by `parsed`) in images without one.
+    fn choose<'p>(
+        &self,
+        probe: &PreparedFile<'_>,
+        t: &Thresholds,
+        mut out: Vec<(u32, FileMatch)>,
+        candidates: &[u32],
+        parsed: &impl Fn(u32) -> Option<&'p PreparedFile<'a>>,
+    ) -> Vec<(u32, FileMatch)>
+    where
+        'a: 'p,
+    {
         let mut best: Option<(u32, FileMatch)> = None;
-        for g in candidates {
-            let Some((at, f)) = self.file(g) else {
+        for &g in candidates {
+            let (Some(at), Some(f)) = (self.files.get(g as usize), parsed(g)) else {
                 continue;
             };
-            if identical_in.binary_search(&at.image).is_ok() || f.class != class {
-                continue;
-            }
             if let Some((image, _)) = &best {
                 if *image != at.image {
                     out.extend(best.take());
                 }
             }
-            let Some(mut m) = file_similarity(probe, &PreparedFile::new(f), t) else {
+            let Some(mut m) = file_similarity(probe, f, t) else {
                 continue;
             };
             if m.similarity < t.file_match_min {
