@@ -28,6 +28,7 @@ mod inspect;
 mod jffs2;
 mod romfs;
 mod safe_output;
+mod scan_matrix;
 mod squashfs_cramfs;
 mod squashfs_legacy;
 mod synth_demo;

@@ -242,7 +242,7 @@ pub fn run(args: &CorpusArgs, quiet: bool) -> anyhow::Result<()> {
 
 /// A corpus error as the exit code wants it: the user's mistakes (not a corpus, refused
 /// fingerprint, unknown id) are usage errors, SQLite failures internal ones.
-fn user(e: CorpusError) -> anyhow::Error {
+pub(super) fn user(e: CorpusError) -> anyhow::Error {
     match e {
         CorpusError::Fwsim(f) => f.into(),
         e @ (CorpusError::NotACorpus { .. } | CorpusError::NoSuchImage(_)) => {
@@ -252,7 +252,7 @@ fn user(e: CorpusError) -> anyhow::Error {
     }
 }
 
-fn open(path: &Path) -> anyhow::Result<Corpus> {
+pub(super) fn open(path: &Path) -> anyhow::Result<Corpus> {
     if !path.exists() {
         return Err(fwsim::Error::Invalid(format!(
             "{}: no such corpus (create one with `fwsim corpus add --db {}`)",
@@ -274,7 +274,7 @@ fn open_or_create(path: &Path, params: impl FnOnce() -> Params) -> anyhow::Resul
 }
 
 /// The feature parameters that make fingerprints with the corpus' recorded `params`.
-fn feature_params(p: &Params) -> anyhow::Result<FeatureParams> {
+pub(super) fn feature_params(p: &Params) -> anyhow::Result<FeatureParams> {
     let f = FeatureParams {
         string_min_len: p.string_min_len,
         max_strings: p.max_strings,

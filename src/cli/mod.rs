@@ -12,6 +12,8 @@ mod demo;
 mod fingerprint;
 mod hash;
 mod inspect;
+mod matrix;
+mod scan;
 mod unpack;
 
 /// fwsim — is this firmware the same software as one we know?
@@ -43,6 +45,10 @@ pub enum Command {
     Corpus(corpus::CorpusArgs),
     /// One image against another: score 0–100, verdict and evidence.
     Compare(compare::CompareArgs),
+    /// One image against a corpus: the best matches, with score, verdict and evidence.
+    Scan(scan::ScanArgs),
+    /// Every image against every other: scores, verdicts and family clusters.
+    Matrix(matrix::MatrixArgs),
     /// Build a few vendor images with fwsim's own writers and show a rebrand being found.
     Demo(demo::DemoArgs),
     /// Write the background rarity table fwsim ships (maintainers only).
@@ -173,6 +179,8 @@ pub fn main() -> ExitCode {
         Command::Fingerprint(args) => fingerprint::run(args, cli.quiet),
         Command::Inspect(args) => inspect::run(args, cli.quiet),
         Command::Corpus(args) => corpus::run(args, cli.quiet),
+        Command::Scan(args) => scan::run(args, cli.quiet),
+        Command::Matrix(args) => matrix::run(args, cli.quiet),
     };
     match outcome {
         Ok(()) => ExitCode::from(Exit::Ok as u8),

@@ -3,6 +3,8 @@
 //! sub-scores, verdict and evidence that follow from them.
 
 pub mod background;
+pub mod cluster;
+pub mod index;
 pub mod matching;
 pub mod rarity;
 pub mod report;

@@ -15,8 +15,10 @@ pub mod digests;
 pub mod ssdeep;
 pub mod ssdeep_index;
 pub mod tlsh;
+pub mod tlsh_index;
 
 pub use digests::{DigestHasher, Digests, PreparedDigests, Similarity, digests, digests_par};
 pub use ssdeep::{Ssdeep, SsdeepHasher, SsdeepPrepared};
 pub use ssdeep_index::SsdeepIndex;
 pub use tlsh::{Tlsh, TlshHasher};
+pub use tlsh_index::TlshIndex;

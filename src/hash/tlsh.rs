@@ -30,6 +30,17 @@ impl Tlsh {
         self.0
             .compare_with_config(&other.0, ComparisonConfiguration::NoDistance)
     }
+
+    /// The length byte (L-value: the quantised logarithm of the input length).
+    pub fn lvalue(&self) -> u8 {
+        self.0.length().value()
+    }
+
+    /// The two quartile ratios (Q1 ratio, Q2 ratio), each `0..16`.
+    pub fn qratios(&self) -> (u8, u8) {
+        let q = self.0.qratios();
+        (q.q1ratio(), q.q2ratio())
+    }
 }
 
 impl fmt::Display for Tlsh {

@@ -1,0 +1,572 @@
+//! One image against many: the in-memory index built from corpus entries on load (exact SHA-256
+//! postings of files and ELF sections, the ssdeep 7-gram index, TLSH radius indexes of whole
+//! files and ELF identifiers, evidence postings), answering per corpus image exactly what
+//! [`pair`](super::matching::pair) answers, without comparing against every file.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rayon::prelude::*;
+
+use super::FileMatch;
+use super::matching::{PreparedFile, file_similarity, prepare};
+use super::score::{Comparison, ScoreContext, score};
+use super::thresholds::Thresholds;
+use crate::corpus::Entry;
+use crate::fingerprint::{FileFeatures, Fingerprint};
+use crate::hash::{Ssdeep, SsdeepIndex, SsdeepPrepared, Tlsh, TlshIndex};
+
+/// Exact postings: a string key (a SHA-256, an evidence item) → the numbers holding it.
+#[derive(Debug, Default)]
+struct Postings<'a> {
+    /// Key → range of `numbers`.
+    keys: HashMap<&'a str, (u32, u32)>,
+    /// Numbers, ascending and unique within each key's range.
+    numbers: Vec<u32>,
+}
+
+impl<'a> Postings<'a> {
+    /// Builds from (key, number) pairs in any order.
+    fn new(mut pairs: Vec<(&'a str, u32)>) -> Self {
+        pairs.par_sort_unstable();
+        pairs.dedup();
+        let mut keys = HashMap::with_capacity(pairs.len());
+        let mut numbers = Vec::with_capacity(pairs.len());
+        let mut rest = pairs.as_slice();
+        while let Some(&(key, _)) = rest.first() {
+            let n = rest
+                .iter()
+                .position(|&(k, _)| k != key)
+                .unwrap_or(rest.len());
+            let (group, tail) = rest.split_at(n);
+            let start = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
+            numbers.extend(group.iter().map(|&(_, g)| g));
+            keys.insert(key, (start, u32::try_from(n).unwrap_or(u32::MAX)));
+            rest = tail;
+        }
+        Self { keys, numbers }
+    }
+
+    /// The numbers holding `key`, ascending.
+    fn get(&self, key: &str) -> &[u32] {
+        self.keys
+            .get(key)
+            .and_then(|&(start, len)| {
+                let start = start as usize;
+                self.numbers.get(start..start.saturating_add(len as usize))
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A probe file's identical counterparts (image, match) and fuzzy candidates (file numbers).
+type Candidates = (Vec<(u32, FileMatch)>, Vec<u32>);
+
+/// Where one indexed file sits: its image and its position in that image's `files`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct FileRef {
+    /// Image number (position in the entries).
+    image: u32,
+    /// Index into the image fingerprint's `files`.
+    file: u32,
+}
+
+/// The matches of a probe image against one corpus image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageMatches {
+    /// Image number: position in the entries the index was built from.
+    pub image: usize,
+    /// The probe's files and their best counterparts in that image, ordered by the probe's file
+    /// index: equal to `pair(probe, image)`.
+    pub matches: Vec<FileMatch>,
+    /// Evidence items (kind and value) both images hold.
+    pub shared_evidence: usize,
+}
+
+/// A corpus image scored against a probe.
+#[derive(Clone, Debug)]
+pub struct Ranked {
+    /// Image number: position in the entries.
+    pub image: usize,
+    /// The probe (A) against that image (B).
+    pub comparison: Comparison,
+}
+
+/// One pair of a batch scored all against all.
+#[derive(Clone, Debug)]
+pub struct PairScore {
+    /// Image A (position in the entries).
+    pub a: usize,
+    /// Image B, after A.
+    pub b: usize,
+    /// A against B.
+    pub comparison: Comparison,
+}
+
+/// Sizes of a built index, for reports and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Images.
+    pub images: usize,
+    /// Files indexed (non-container files of every image).
+    pub files: usize,
+    /// Distinct file SHA-256 values.
+    pub distinct_files: usize,
+    /// ELF section digests posted (by SHA-256).
+    pub sections: usize,
+    /// Whole-file ssdeep digests indexed.
+    pub ssdeep: usize,
+    /// Whole-file TLSH digests indexed.
+    pub tlsh: usize,
+    /// ELF identifier digests indexed.
+    pub identifiers: usize,
+}
+
+/// Many corpus images indexed for one-against-many matching. Borrows the entries it was built
+/// from; build it once after loading, query it many times (queries are read-only and may run in
+/// parallel).
+///
+/// A query reproduces [`pair`](super::matching::pair) image by image. For every file of the
+/// probe, `pair` takes an identical file of the image if there is one, else the most similar of
+/// the candidates — files sharing an ssdeep 7-gram at a comparable block size (scoring above 0),
+/// files of the same class whose whole-file or identifier TLSH lies below `tlsh_zero`, and files
+/// of the same class sharing an ELF section's SHA-256 — that reaches `file_match_min`, the first
+/// in file order among equals. The index finds exactly those candidates in every image at once,
+/// through the SHA-256 postings, [`SsdeepIndex`] and [`TlshIndex`], then scores them with
+/// [`file_similarity`] in file order with the same rule.
+#[derive(Debug)]
+pub struct CorpusIndex<'a> {
+    /// The entries, in the order given.
+    entries: &'a [Entry],
+    /// Every indexed file, numbered in (image, file) order.
+    files: Vec<FileRef>,
+    /// File SHA-256 → file numbers.
+    file_sha: Postings<'a>,
+    /// ELF section SHA-256 → file numbers.
+    section_sha: Postings<'a>,
+    /// Evidence `kind:value` → image numbers.
+    evidence: Postings<'a>,
+    /// Whole-file ssdeep of the files that have one.
+    ssdeep: SsdeepIndex,
+    /// File number of each digest in `ssdeep`.
+    ssdeep_owner: Vec<u32>,
+    /// Whole-file TLSH.
+    tlsh: TlshIndex,
+    /// File number of each digest in `tlsh`.
+    tlsh_owner: Vec<u32>,
+    /// ELF identifier TLSH.
+    identifier: TlshIndex,
+    /// File number of each digest in `identifier`.
+    identifier_owner: Vec<u32>,
+}
+
+/// What one file contributes to the index.
+struct FileKeys<'a> {
+    at: FileRef,
+    sha: &'a str,
+    sections: Vec<&'a str>,
+    ssdeep: Option<SsdeepPrepared>,
+    tlsh: Option<Tlsh>,
+    identifier: Option<Tlsh>,
+}
+
+impl<'a> FileKeys<'a> {
+    fn new(at: FileRef, f: &'a FileFeatures) -> Self {
+        let parse_tlsh = |s: Option<&String>| s.and_then(|s| s.parse::<Tlsh>().ok());
+        let elf = f.elf.as_ref();
+        Self {
+            at,
+            sha: &f.sha256,
+            sections: elf
+                .map(|e| {
+                    e.sections
+                        .iter()
+                        .filter(|s| s.size > 0)
+                        .map(|s| s.sha256.as_str())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ssdeep: f
+                .digests
+                .ssdeep
+                .as_ref()
+                .and_then(|s| s.parse::<Ssdeep>().ok())
+                .map(|d| d.prepare()),
+            tlsh: parse_tlsh(f.digests.tlsh.as_ref()),
+            identifier: elf.and_then(|e| parse_tlsh(e.identifier_digest.as_ref())),
+        }
+    }
+}
+
+impl<'a> CorpusIndex<'a> {
+    /// Indexes every non-container file of every entry (in parallel). At most `u32::MAX` images
+    /// and files are indexed.
+    pub fn new(entries: &'a [Entry]) -> Self {
+        let per_image: Vec<Vec<FileKeys<'a>>> = entries
+            .par_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let image = u32::try_from(i).unwrap_or(u32::MAX);
+                e.fingerprint
+                    .files
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| !f.unpacked)
+                    .map(|(k, f)| {
+                        let file = u32::try_from(k).unwrap_or(u32::MAX);
+                        FileKeys::new(FileRef { image, file }, f)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut files = Vec::new();
+        let mut file_sha = Vec::new();
+        let mut section_sha = Vec::new();
+        let mut ssdeep = Vec::new();
+        let mut ssdeep_owner = Vec::new();
+        let mut tlsh = Vec::new();
+        let mut tlsh_owner = Vec::new();
+        let mut identifier = Vec::new();
+        let mut identifier_owner = Vec::new();
+        for keys in per_image.into_iter().flatten() {
+            let Ok(g) = u32::try_from(files.len()) else {
+                break;
+            };
+            files.push(keys.at);
+            file_sha.push((keys.sha, g));
+            section_sha.extend(keys.sections.iter().map(|&s| (s, g)));
+            if let Some(d) = keys.ssdeep {
+                ssdeep.push(d);
+                ssdeep_owner.push(g);
+            }
+            if let Some(t) = keys.tlsh {
+                tlsh.push(t);
+                tlsh_owner.push(g);
+            }
+            if let Some(t) = keys.identifier {
+                identifier.push(t);
+                identifier_owner.push(g);
+            }
+        }
+        let evidence = entries
+            .iter()
+            .enumerate()
+            .flat_map(|(i, e)| {
+                let image = u32::try_from(i).unwrap_or(u32::MAX);
+                e.fingerprint
+                    .evidence
+                    .iter()
+                    .map(move |ev| (ev.value.as_str(), image, ev.kind))
+            })
+            .collect::<Vec<_>>();
+        // Evidence is keyed by value within kind: post the value, check the kind on lookup.
+        let evidence = Postings::new(evidence.into_iter().map(|(v, i, _)| (v, i)).collect());
+        let (file_sha, section_sha) =
+            rayon::join(|| Postings::new(file_sha), || Postings::new(section_sha));
+        let (ssdeep, (tlsh, identifier)) = rayon::join(
+            || SsdeepIndex::new(ssdeep),
+            || rayon::join(|| TlshIndex::new(tlsh), || TlshIndex::new(identifier)),
+        );
+        Self {
+            entries,
+            files,
+            file_sha,
+            section_sha,
+            evidence,
+            ssdeep,
+            ssdeep_owner,
+            tlsh,
+            tlsh_owner,
+            identifier,
+            identifier_owner,
+        }
+    }
+
+    /// The entries the index was built from.
+    pub fn entries(&self) -> &'a [Entry] {
+        self.entries
+    }
+
+    /// Sizes of the index.
+    pub fn stats(&self) -> IndexStats {
+        IndexStats {
+            images: self.entries.len(),
+            files: self.files.len(),
+            distinct_files: self.file_sha.keys.len(),
+            sections: self.section_sha.numbers.len(),
+            ssdeep: self.ssdeep.len(),
+            tlsh: self.tlsh.len(),
+            identifiers: self.identifier.len(),
+        }
+    }
+
+    /// The file a file number stands for.
+    fn file(&self, g: u32) -> Option<(FileRef, &'a FileFeatures)> {
+        let at = *self.files.get(g as usize)?;
+        let entries: &'a [Entry] = self.entries;
+        let f = entries
+            .get(at.image as usize)?
+            .fingerprint
+            .files
+            .get(at.file as usize)?;
+        Some((at, f))
+    }
+
+    /// Every corpus image sharing a matched file or an evidence item with `probe`, ascending by
+    /// image number, with the file matches `pair(probe, image, t)` gives.
+    pub fn query(&self, probe: &Fingerprint, t: &Thresholds) -> Vec<ImageMatches> {
+        let prepared = prepare(probe);
+        // Candidates of every probe file first, then each candidate file parsed once (many
+        // probe files name the same candidates), then the best per image.
+        let found: Vec<Candidates> = prepared
+            .par_iter()
+            .map(|(_, f)| self.candidates(f, t))
+            .collect();
+        let mut union: Vec<u32> = found.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+        union.par_sort_unstable();
+        union.dedup();
+        let parsed: Vec<Option<PreparedFile<'a>>> = union
+            .par_iter()
+            .map(|&g| self.file(g).map(|(_, f)| PreparedFile::new(f)))
+            .collect();
+        let lookup = |g: u32| {
+            union
+                .binary_search(&g)
+                .ok()
+                .and_then(|k| parsed.get(k))
+                .and_then(Option::as_ref)
+        };
+        let per_file: Vec<Vec<(u32, FileMatch)>> = prepared
+            .par_iter()
+            .zip(found)
+            .map(|((ai, f), (identical, candidates))| {
+                let mut found = self.choose(f, t, identical, &candidates, &lookup);
+                for (_, m) in &mut found {
+                    m.a = *ai;
+                }
+                found
+            })
+            .collect();
+        let mut by_image: BTreeMap<u32, ImageMatches> = BTreeMap::new();
+        let slot = |by_image: &mut BTreeMap<u32, ImageMatches>, image: u32| {
+            by_image.entry(image).or_insert_with(|| ImageMatches {
+                image: image as usize,
+                matches: Vec::new(),
+                shared_evidence: 0,
+            });
+        };
+        // Probe files in file order, so every image's matches come out ordered by `a`.
+        for found in per_file {
+            for (image, m) in found {
+                slot(&mut by_image, image);
+                if let Some(im) = by_image.get_mut(&image) {
+                    im.matches.push(m);
+                }
+            }
+        }
+        let mut seen: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
+        for ev in &probe.evidence {
+            if !seen.insert((ev.kind.as_str(), ev.value.as_str())) {
+                continue;
+            }
+            let mut last = None;
+            for &image in self.evidence.get(&ev.value) {
+                if last == Some(image) {
+                    continue;
+                }
+                let holds = self.entries.get(image as usize).is_some_and(|e| {
+                    e.fingerprint
+                        .evidence
+                        .iter()
+                        .any(|o| o.kind == ev.kind && o.value == ev.value)
+                });
+                if holds {
+                    last = Some(image);
+                    slot(&mut by_image, image);
+                    if let Some(im) = by_image.get_mut(&image) {
+                        im.shared_evidence = im.shared_evidence.saturating_add(1);
+                    }
+                }
+            }
+        }
+        by_image.into_values().collect()
+    }
+
+    /// Scores `probe` against every corpus image that shares a matched file or an evidence item
+    /// with it, best first (score descending, then image number). `ctx.labels_b` is set to each
+    /// entry's labels; `ctx.labels_a` is the probe's. Images sharing nothing are left out: with
+    /// no file matched and no evidence shared they cannot score above 0.
+    pub fn scan(&self, probe: &Fingerprint, ctx: &ScoreContext<'_>) -> Vec<Ranked> {
+        let hits = self.query(probe, ctx.thresholds);
+        let mut out: Vec<Ranked> = hits
+            .into_par_iter()
+            .filter_map(|hit| {
+                let entry = self.entries.get(hit.image)?;
+                let ctx = ScoreContext {
+                    labels_b: Some(&entry.labels),
+                    ..*ctx
+                };
+                Some(Ranked {
+                    image: hit.image,
+                    comparison: score(probe, &entry.fingerprint, &hit.matches, &ctx),
+                })
+            })
+            .collect();
+        out.sort_by(|x, y| {
+            y.comparison
+                .score
+                .total_cmp(&x.comparison.score)
+                .then(x.image.cmp(&y.image))
+        });
+        out
+    }
+
+    /// Every pair `a < b` of indexed images scored (`compare(a, b)`: A's files matched in B),
+    /// in (a, b) order. Matches come from [`query`](Self::query); pairs sharing nothing are
+    /// scored with no matches, so that coverage alone can still make them `inconclusive`.
+    pub fn all_pairs(&self, ctx: &ScoreContext<'_>) -> Vec<PairScore> {
+        let n = self.entries.len();
+        let hits: Vec<Vec<ImageMatches>> = self
+            .entries
+            .par_iter()
+            .map(|e| self.query(&e.fingerprint, ctx.thresholds))
+            .collect();
+        let pairs: Vec<(usize, usize, Vec<FileMatch>)> = hits
+            .into_iter()
+            .enumerate()
+            .flat_map(|(a, row)| {
+                let mut matched: HashMap<usize, Vec<FileMatch>> = row
+                    .into_iter()
+                    .filter(|h| h.image > a)
+                    .map(|h| (h.image, h.matches))
+                    .collect();
+                (a.saturating_add(1)..n)
+                    .map(|b| (a, b, matched.remove(&b).unwrap_or_default()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        pairs
+            .into_par_iter()
+            .filter_map(|(a, b, matches)| {
+                let (ea, eb) = (self.entries.get(a)?, self.entries.get(b)?);
+                let ctx = ScoreContext {
+                    labels_a: Some(&ea.labels),
+                    labels_b: Some(&eb.labels),
+                    ..*ctx
+                };
+                Some(PairScore {
+                    a,
+                    b,
+                    comparison: score(&ea.fingerprint, &eb.fingerprint, &matches, &ctx),
+                })
+            })
+            .collect()
+    }
+
+    /// For one probe file: its identical counterparts as (image, match), and the file numbers
+    /// of its fuzzy candidates (same class, in images without an identical file), ascending.
+    fn candidates(&self, probe: &PreparedFile<'_>, t: &Thresholds) -> Candidates {
+        let mut out: Vec<(u32, FileMatch)> = Vec::new();
+        // Identical files first: an image holding the same bytes answers with them.
+        // Files with the probe's SHA-256 answer as the probe answers to itself (the identical
+        // case reads nothing but the SHA-256), so none of them needs parsing.
+        let mut identical_in: Vec<u32> = Vec::new();
+        let same = self.file_sha.get(probe.file.sha256.as_str());
+        if let Some(m) = (!same.is_empty())
+            .then(|| file_similarity(probe, probe, t))
+            .flatten()
+        {
+            for &g in same {
+                if let Some(at) = self.files.get(g as usize) {
+                    identical_in.push(at.image);
+                    out.push((
+                        at.image,
+                        FileMatch {
+                            b: at.file as usize,
+                            ..m.clone()
+                        },
+                    ));
+                }
+            }
+        }
+        // Fuzzy candidates in every other image.
+        let mut candidates: Vec<u32> = Vec::new();
+        if let Some(d) = &probe.ssdeep {
+            candidates.extend(
+                self.ssdeep
+                    .matches(d)
+                    .into_iter()
+                    .filter_map(|(i, _)| self.ssdeep_owner.get(i).copied()),
+            );
+        }
+        if t.tlsh_zero > 0 {
+            let radius = t.tlsh_zero - 1;
+            for (digest, index, owner) in [
+                (&probe.tlsh, &self.tlsh, &self.tlsh_owner),
+                (&probe.identifier, &self.identifier, &self.identifier_owner),
+            ] {
+                if let Some(d) = digest {
+                    index.for_each_within(d, radius, |i, _| {
+                        if let Some(&g) = owner.get(i) {
+                            candidates.push(g);
+                        }
+                    });
+                }
+            }
+        }
+        for s in probe.sections.iter().filter(|s| s.size > 0) {
+            candidates.extend_from_slice(self.section_sha.get(s.sha256));
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let class = probe.class();
+        candidates.retain(|&g| {
+            self.file(g).is_some_and(|(at, f)| {
+                identical_in.binary_search(&at.image).is_err() && f.class == class
+            })
+        });
+        (out, candidates)
+    }
+
+    /// For one probe file, its best counterpart in every image that has one, as (image, match)
+    /// ascending by image (the match's `a` is left for the caller): the identical ones, and the
+    /// best of the fuzzy `candidates` (parsed by `parsed`) in images without one.
+    fn choose<'p>(
+        &self,
+        probe: &PreparedFile<'_>,
+        t: &Thresholds,
+        mut out: Vec<(u32, FileMatch)>,
+        candidates: &[u32],
+        parsed: &impl Fn(u32) -> Option<&'p PreparedFile<'a>>,
+    ) -> Vec<(u32, FileMatch)>
+    where
+        'a: 'p,
+    {
+        let mut best: Option<(u32, FileMatch)> = None;
+        for &g in candidates {
+            let (Some(at), Some(f)) = (self.files.get(g as usize), parsed(g)) else {
+                continue;
+            };
+            if let Some((image, _)) = &best {
+                if *image != at.image {
+                    out.extend(best.take());
+                }
+            }
+            let Some(mut m) = file_similarity(probe, f, t) else {
+                continue;
+            };
+            if m.similarity < t.file_match_min {
+                continue;
+            }
+            m.b = at.file as usize;
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| m.similarity > b.similarity)
+            {
+                best = Some((at.image, m));
+            }
+        }
+        out.extend(best);
+        out.sort_by_key(|(image, _)| *image);
+        out
+    }
+}

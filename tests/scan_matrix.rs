@@ -1,0 +1,518 @@
+//! One image against many: the corpus index gives exactly the pairwise matches, the TLSH index
+//! exactly the linear scan (on digests of real firmware), `scan` ranks a rebrand first, `matrix`
+//! writes every pair as JSON and CSV, and clustering groups the families built in code.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use fwsim::compare::cluster::{ScoreMatrix, average_linkage};
+use fwsim::compare::index::CorpusIndex;
+use fwsim::compare::rarity::DocFreq;
+use fwsim::compare::{Discount, ScoreContext, Thresholds, pair};
+use fwsim::corpus::{Entry, Labels};
+use fwsim::features::{FeatureParams, fingerprint};
+use fwsim::fingerprint::Fingerprint;
+use fwsim::hash::tlsh_index::linear_within;
+use fwsim::hash::{Tlsh, TlshIndex, tlsh};
+use fwsim::synth::content::{ElfKind, arm_elf};
+use fwsim::synth::{Compression, Rootfs, squashfs, tarball};
+use fwsim::unpack::{Limits, unpack};
+
+use crate::common::{fwsim, realdata};
+
+/// Flips every `every`-th byte from `from` on and appends `tail`: a new build of the same source.
+fn edit(mut data: Vec<u8>, from: usize, every: usize, tail: &[u8]) -> Vec<u8> {
+    let mut i = from;
+    while i < data.len() {
+        data[i] ^= 0x21;
+        i += every;
+    }
+    data.extend_from_slice(tail);
+    data
+}
+
+/// The files of one software family as `vendor` ships it; `version` 2 is a new build (code
+/// edited here and there). Every family also carries the same busybox and C library.
+fn rootfs(family: &str, vendor: &str, version: u32) -> Rootfs {
+    let mut r = Rootfs::new();
+    r.dir("bin", 0o755).dir("lib", 0o755).dir("etc", 0o755);
+    r.file(
+        "bin/busybox",
+        arm_elf(
+            ElfKind::Executable,
+            "busybox-1.31.1",
+            90_000,
+            &["BusyBox v1.31.1 (2020-06-01 10:00:00 CST) multi-call binary."],
+        ),
+        0o755,
+    );
+    r.file(
+        "lib/libuClibc-0.9.33.2.so",
+        arm_elf(
+            ElfKind::SharedObject,
+            "uclibc-0.9.33.2",
+            60_000,
+            &["uClibc 0.9.33.2"],
+        ),
+        0o755,
+    );
+    let copyright = format!("Copyright (c) 2019 {vendor}. All rights reserved.");
+    let build = format!("/home/build/{family}/src/app/main.c");
+    for k in 0..6usize {
+        let name = format!("{family}-daemon{k}");
+        let mut elf = arm_elf(
+            if k % 2 == 0 {
+                ElfKind::Executable
+            } else {
+                ElfKind::SharedObject
+            },
+            &name,
+            12_000 + 5_000 * k,
+            &[&copyright, &build, &format!("{family} service {k}")],
+        );
+        if version > 1 && k % 2 == 0 {
+            elf = edit(elf, 600 + 37 * k, 997, b"v2 patch");
+        }
+        let path = if k % 2 == 0 {
+            format!("bin/{family}d{k}")
+        } else {
+            format!("lib/lib{family}{k}.so")
+        };
+        r.file(&path, elf, 0o755);
+    }
+    let mut conf = String::new();
+    for k in 0..200 {
+        conf.push_str(&format!("{family}.option{k}={}\n", (k * 7919) % 1000));
+    }
+    r.file("etc/app.conf", conf, 0o644);
+    r.file(
+        "etc/vendor.txt",
+        format!("{vendor}\nversion {version}\n"),
+        0o644,
+    );
+    r
+}
+
+/// An image holding `rootfs`: squashfs (xz) or tar.gz.
+fn image(r: &Rootfs, tar: bool) -> Vec<u8> {
+    if tar {
+        tarball::tar_gz(r, None).unwrap()
+    } else {
+        squashfs::build(r, Compression::Xz, 128 << 10).unwrap()
+    }
+}
+
+fn fp_of(name: &str, data: Vec<u8>) -> Fingerprint {
+    let tree = unpack(Bytes::from(data), name.as_bytes(), &Limits::default());
+    fingerprint(&tree, &FeatureParams::default())
+}
+
+/// The built corpus: three families (acme, zenith, orbit), acme with a second version; and
+/// the probe, acme's software rebranded as "Nordlicht" and repacked as tar.gz.
+struct Built {
+    corpus: Vec<Entry>,
+    rebrand: Fingerprint,
+}
+
+fn built() -> Built {
+    let specs = [
+        ("acme-1", "acme", "Acme Vision Ltd.", 1, false),
+        ("zenith-1", "zenith", "Zenith Security Inc.", 1, false),
+        ("acme-2", "acme", "Acme Vision Ltd.", 2, true),
+        ("orbit-1", "orbit", "Orbit Cam GmbH", 1, false),
+        ("zenith-2", "zenith", "Zenith Security Inc.", 2, false),
+    ];
+    let corpus = specs
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, family, vendor, version, tar))| Entry {
+            id: i as i64 + 1,
+            labels: Labels {
+                vendor: Some(vendor.into()),
+                ..Labels::default()
+            },
+            family: family.into(),
+            fingerprint: fp_of(name, image(&rootfs(family, vendor, version), tar)),
+        })
+        .collect();
+    let rebrand = fp_of(
+        "nordlicht.tar.gz",
+        image(&rootfs("acme", "Nordlicht Kameras AG", 1), true),
+    );
+    Built { corpus, rebrand }
+}
+
+fn docfreq(entries: &[Entry]) -> DocFreq {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut fam: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for e in entries {
+        fam.entry(&e.family)
+            .or_default()
+            .extend(fwsim::compare::rarity::items(&e.fingerprint));
+    }
+    let mut df = DocFreq {
+        families: fam.len() as u32,
+        ..DocFreq::default()
+    };
+    for set in fam.into_values() {
+        for item in set {
+            *df.counts.entry(item).or_default() += 1;
+        }
+    }
+    df
+}
+
+#[test]
+fn index_equals_pairwise_on_built_images() {
+    let b = built();
+    let t = Thresholds::default();
+    let index = CorpusIndex::new(&b.corpus);
+    let stats = index.stats();
+    assert_eq!(stats.images, 5);
+    assert!(stats.files >= 5 * 10, "{stats:?}");
+    let mut probes: Vec<&Fingerprint> = b.corpus.iter().map(|e| &e.fingerprint).collect();
+    probes.push(&b.rebrand);
+    let mut fuzzy = 0;
+    for probe in probes {
+        let hits = index.query(probe, &t);
+        for (i, e) in b.corpus.iter().enumerate() {
+            let expected = pair(probe, &e.fingerprint, &t);
+            let got = hits
+                .iter()
+                .find(|h| h.image == i)
+                .map(|h| h.matches.clone())
+                .unwrap_or_default();
+            assert_eq!(
+                got, expected,
+                "{} vs {}",
+                probe.image.name, e.fingerprint.image.name
+            );
+            fuzzy += expected
+                .iter()
+                .filter(|m| m.kind == fwsim::compare::MatchKind::Fuzzy)
+                .count();
+        }
+        // Every family shares busybox: every image answers.
+        assert_eq!(hits.len(), b.corpus.len());
+    }
+    // The rebrand and the second versions make fuzzy matches: the equality is not only about
+    // identical files.
+    assert!(fuzzy >= 10, "{fuzzy}");
+}
+
+#[test]
+fn scan_ranks_the_rebrand_first() {
+    let b = built();
+    let df = docfreq(&b.corpus);
+    let t = Thresholds::default();
+    let d = Discount::default();
+    let ctx = ScoreContext {
+        docfreq: &df,
+        docfreq_source: "corpus",
+        thresholds: &t,
+        discount: &d,
+        labels_a: None,
+        labels_b: None,
+    };
+    let index = CorpusIndex::new(&b.corpus);
+    let ranked = index.scan(&b.rebrand, &ctx);
+    let families: Vec<&str> = ranked
+        .iter()
+        .map(|r| b.corpus[r.image].family.as_str())
+        .collect();
+    assert_eq!(&families[..2], &["acme", "acme"], "{families:?}");
+    let best = &ranked[0].comparison;
+    assert_eq!(
+        best.b.name, "acme-1",
+        "the same version ranks above the new one"
+    );
+    assert!(best.score > ranked[2].comparison.score + 20.0, "{ranked:?}");
+    assert!(!best.evidence.is_empty());
+    // Scores are the pairwise ones.
+    let direct = fwsim::compare::score(
+        &b.rebrand,
+        &b.corpus[0].fingerprint,
+        &pair(&b.rebrand, &b.corpus[0].fingerprint, &t),
+        &ScoreContext {
+            labels_b: Some(&b.corpus[0].labels),
+            ..ctx
+        },
+    );
+    assert_eq!(&direct, best);
+}
+
+#[test]
+fn clusters_group_the_built_families() {
+    let b = built();
+    let df = docfreq(&b.corpus);
+    let t = Thresholds::default();
+    let d = Discount::default();
+    let ctx = ScoreContext {
+        docfreq: &df,
+        docfreq_source: "corpus",
+        thresholds: &t,
+        discount: &d,
+        labels_a: None,
+        labels_b: None,
+    };
+    let mut entries = b.corpus.clone();
+    entries.push(Entry {
+        id: 6,
+        labels: Labels::default(),
+        family: "nordlicht".into(),
+        fingerprint: b.rebrand.clone(),
+    });
+    let index = CorpusIndex::new(&entries);
+    let pairs = index.all_pairs(&ctx);
+    assert_eq!(pairs.len(), 6 * 5 / 2);
+    let mut m = ScoreMatrix::new(entries.len());
+    for p in &pairs {
+        m.set(p.a, p.b, p.comparison.score);
+    }
+    let clusters = average_linkage(&m, t.same_software);
+    let groups: Vec<Vec<usize>> = clusters.iter().map(|c| c.members.clone()).collect();
+    // acme-1, acme-2 and the rebrand; zenith-1 and zenith-2; orbit alone.
+    assert_eq!(
+        groups,
+        vec![vec![0, 2, 5], vec![1, 4], vec![3]],
+        "{pairs:#?}"
+    );
+}
+
+/// TLSH digests of real firmware: windows of every sample file of a few sizes, and copies of
+/// them with bytes flipped, so that near neighbours exist as they do in a corpus.
+fn real_digests(dir: &Path, want: usize) -> Vec<Tlsh> {
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut children: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        children.sort();
+        for c in children {
+            if c.is_dir() {
+                stack.push(c);
+            } else if c.metadata().is_ok_and(|m| m.len() >= 4096) {
+                files.push(c);
+            }
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    let mut j = 0usize;
+    'files: for f in files {
+        let Ok(data) = std::fs::read(&f) else {
+            continue;
+        };
+        // Windows of many lengths (512 B to 256 KiB), as the files of a corpus have.
+        let mut at = 0usize;
+        loop {
+            let len = (512usize << (j % 10)) + (j * 37) % 500;
+            j += 1;
+            if at + len > data.len().min(4 << 20) {
+                break;
+            }
+            let w = &data[at..at + len];
+            out.extend(tlsh::hash(w));
+            out.extend(tlsh::hash(&edit(w.to_vec(), 13 + j % 7, 61 + j % 50, b"x")));
+            if out.len() >= want {
+                break 'files;
+            }
+            at += len;
+        }
+    }
+    out
+}
+
+#[test]
+fn tlsh_index_equals_linear_scan_on_real_digests() {
+    let Some(dir) = realdata() else { return };
+    let digests = real_digests(&dir, 6000);
+    assert!(digests.len() >= 3000, "{}", digests.len());
+    let index = TlshIndex::new(digests.clone());
+    let mut scanned = 0usize;
+    let mut found = 0usize;
+    for radius in [0, 30, 99, 200] {
+        for probe in digests.iter().step_by(37) {
+            let got = index.within(probe, radius);
+            assert_eq!(
+                got,
+                linear_within(&digests, probe, radius),
+                "radius {radius}"
+            );
+            found += got.len();
+            if radius == 99 {
+                scanned += index.scanned(probe, radius);
+            }
+        }
+    }
+    assert!(found > 0);
+    // At the matching radius (tlsh_zero - 1) the header cells skip most digests.
+    let probes = digests.len().div_ceil(37);
+    assert!(
+        scanned * 2 < probes * digests.len(),
+        "scored {scanned} of {}",
+        probes * digests.len()
+    );
+}
+
+#[test]
+fn matrix_and_scan_commands_write_every_pair() {
+    let b = built();
+    let dir = tempfile::tempdir().unwrap();
+    let fps = dir.path().join("fps");
+    std::fs::create_dir(&fps).unwrap();
+    for (i, e) in b.corpus.iter().enumerate() {
+        e.fingerprint
+            .write(&fps.join(format!("{i}-{}.json", e.fingerprint.image.name)))
+            .unwrap();
+    }
+    let probe = dir.path().join("probe.json");
+    b.rebrand.write(&probe).unwrap();
+
+    let out = fwsim(&["matrix", fps.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["images"].as_array().unwrap().len(), 5);
+    let pairs = v["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 10);
+    for p in pairs {
+        for key in ["a", "b", "score", "verdict", "evidence"] {
+            assert!(p.get(key).is_some(), "{key} missing in {p}");
+        }
+        assert!(p["a_index"].as_u64().unwrap() < p["b_index"].as_u64().unwrap());
+    }
+    let clusters: Vec<Vec<u64>> = v["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_u64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(clusters, vec![vec![0, 2], vec![1, 4], vec![3]]);
+
+    let out = fwsim(&["matrix", fps.to_str().unwrap(), "--csv"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "a,b,score,verdict,identical_files,similar_files,evidence"
+    );
+    assert_eq!(lines.len(), 11);
+    assert!(lines[1].starts_with("acme-1,zenith-1,"), "{}", lines[1]);
+
+    let out = fwsim(&["matrix", fps.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("2 families of more than one image"), "{text}");
+
+    let out = fwsim(&[
+        "scan",
+        probe.to_str().unwrap(),
+        "--corpus",
+        fps.to_str().unwrap(),
+        "--json",
+        "--top",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["b"]["name"], "acme-1");
+    assert_eq!(results[0]["rank"], 1);
+    for key in ["a", "b", "score", "verdict", "evidence"] {
+        assert!(results[0].get(key).is_some(), "{key}");
+    }
+
+    let out = fwsim(&[
+        "scan",
+        probe.to_str().unwrap(),
+        "--corpus",
+        fps.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first = text.lines().nth(2).unwrap();
+    assert!(
+        first.contains("acme-1") && first.trim_start().starts_with('1'),
+        "{text}"
+    );
+
+    // The same through a corpus database, with the analysts' labels and families.
+    let db = dir.path().join("corpus.db");
+    for (i, e) in b.corpus.iter().enumerate() {
+        let path = fps.join(format!("{i}-{}.json", e.fingerprint.image.name));
+        let out = fwsim(&[
+            "corpus",
+            "add",
+            "--db",
+            db.to_str().unwrap(),
+            path.to_str().unwrap(),
+            "--vendor",
+            e.labels.vendor.as_deref().unwrap(),
+            "--family",
+            &e.family,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = fwsim(&[
+        "scan",
+        probe.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rarity_source"], "corpus");
+    assert_eq!(v["corpus_images"], 5);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results[0]["b"]["name"], "acme-1");
+    assert_eq!(results[0]["family"], "acme");
+    assert_eq!(results[0]["verdict"], "rebrand", "{}", results[0]);
+    assert_eq!(results[1]["family"], "acme");
+    let out = fwsim(&[
+        "matrix",
+        fps.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rarity_source"], "corpus");
+    assert_eq!(v["pairs"].as_array().unwrap().len(), 10);
+
+    // No corpus at all is a usage error.
+    let out = fwsim(&["scan", probe.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+}
