@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-mod corpus;
 mod compare;
+mod corpus;
 mod demo;
 mod fingerprint;
 mod hash;
