@@ -516,3 +516,65 @@ fn matrix_and_scan_commands_write_every_pair() {
     let out = fwsim(&["scan", probe.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn corpus_cluster_puts_the_same_software_into_one_family() {
+    let b = built();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let db_s = db.to_str().unwrap();
+    // acme-1 carries the analyst's family name; the others are added without one.
+    for (i, e) in b.corpus.iter().enumerate() {
+        let p = dir.path().join(format!("{i}.json"));
+        e.fingerprint.write(&p).unwrap();
+        let mut args = vec!["corpus", "add", "--db", db_s, p.to_str().unwrap()];
+        if i == 0 {
+            args.extend(["--family", "acme-ipc"]);
+        }
+        let out = fwsim(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let probe = dir.path().join("probe.json");
+    b.rebrand.write(&probe).unwrap();
+    let out = fwsim(&["corpus", "add", "--db", db_s, probe.to_str().unwrap()]);
+    assert!(out.status.success());
+    let families = || -> Vec<String> {
+        let out = fwsim(&["corpus", "list", "--db", db_s, "--json"]);
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["family"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = families();
+    assert_eq!(before.iter().filter(|f| f.starts_with("img-")).count(), 5);
+    // A dry run changes nothing.
+    let out = fwsim(&["corpus", "cluster", "--db", db_s, "--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would move"));
+    assert_eq!(families(), before);
+    let out = fwsim(&["corpus", "cluster", "--db", db_s]);
+    assert!(out.status.success());
+    let after = families();
+    // Ids in add order: acme-1, zenith-1, acme-2, orbit-1, zenith-2, the rebrand.
+    assert_eq!(after[0], "acme-ipc");
+    assert_eq!(after[2], "acme-ipc", "{after:?}");
+    assert_eq!(after[5], "acme-ipc", "{after:?}");
+    assert_eq!(after[1], after[4], "{after:?}");
+    assert_ne!(after[1], "acme-ipc");
+    assert_ne!(after[3], after[1]);
+    assert_ne!(after[3], "acme-ipc");
+    // Clustering again moves nothing.
+    let out = fwsim(&["corpus", "cluster", "--db", db_s]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no image changes family"));
+}

@@ -50,6 +50,25 @@ pub enum CorpusCommand {
     /// Which images hold a SHA-256, a similar digest, a key, a certificate, a build path or a
     /// string, and at which paths.
     Find(FindArgs),
+    /// Judge which images are the same software (every pair scored, average-linkage clusters cut
+    /// at the calibrated threshold) and put each cluster into one family.
+    Cluster(ClusterArgs),
+}
+
+/// Arguments of `fwsim corpus cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// A JSON object overriding calibrated thresholds (`same_software` cuts the clusters).
+    #[arg(long, value_name = "FILE")]
+    pub thresholds: Option<PathBuf>,
+    /// Items to count for little, one a line.
+    #[arg(long, value_name = "FILE")]
+    pub discount: Option<PathBuf>,
+    /// Print the families the clusters would give, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `fwsim corpus add`.
@@ -235,6 +254,7 @@ pub fn run(args: &CorpusArgs, quiet: bool) -> anyhow::Result<()> {
         }
         CorpusCommand::Import(a) => import(a, &mut out)?,
         CorpusCommand::Find(a) => find(a, &mut out)?,
+        CorpusCommand::Cluster(a) => cluster(a, &mut out)?,
     }
     out.flush().context("writing output")?;
     Ok(())
@@ -520,4 +540,91 @@ fn write_hit(h: &FindHit, out: &mut impl Write) -> io::Result<()> {
 /// Text from an image made safe for a terminal.
 fn shown(s: &str) -> String {
     escape_name(s.as_bytes())
+}
+
+/// The family a cluster joins: the name most of its members already carry among names an analyst
+/// gave (not the automatic `img-…` of a lone image), else its first member's family.
+fn cluster_family<'e>(members: &[&'e fwsim::corpus::Entry]) -> Option<&'e str> {
+    let mut named: Vec<&str> = members
+        .iter()
+        .map(|e| e.family.as_str())
+        .filter(|f| !f.starts_with("img-"))
+        .collect();
+    named.sort_unstable();
+    let best = named
+        .chunk_by(|a, b| a == b)
+        .max_by_key(|run| run.len())
+        .and_then(|run| run.first().copied());
+    best.or_else(|| members.first().map(|e| e.family.as_str()))
+}
+
+/// `fwsim corpus cluster`: every pair scored with the corpus' own document frequencies, clusters
+/// cut at `same_software`, each cluster of two or more images moved into one family.
+fn cluster(a: &ClusterArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    use fwsim::compare::cluster::{ScoreMatrix, average_linkage};
+    use fwsim::compare::index::CorpusIndex;
+    use fwsim::compare::score::ScoreContext;
+
+    let (thresholds, discount) =
+        super::scan::tuning(a.thresholds.as_deref(), a.discount.as_deref())?;
+    let mut db = open(&a.db.db)?;
+    let (entries, docfreq) = db.load().map_err(user)?;
+    let index = CorpusIndex::new(&entries);
+    let ctx = ScoreContext {
+        docfreq: &docfreq,
+        docfreq_source: "corpus",
+        thresholds: &thresholds,
+        discount: &discount,
+        labels_a: None,
+        labels_b: None,
+    };
+    let mut m = ScoreMatrix::new(entries.len());
+    for p in index.all_pairs(&ctx) {
+        m.set(p.a, p.b, p.comparison.score);
+    }
+    let mut moves: Vec<(i64, String, String)> = Vec::new();
+    for c in average_linkage(&m, thresholds.same_software) {
+        let members: Vec<&fwsim::corpus::Entry> =
+            c.members.iter().filter_map(|&i| entries.get(i)).collect();
+        if members.len() < 2 {
+            continue;
+        }
+        let Some(target) = cluster_family(&members) else {
+            continue;
+        };
+        writeln!(
+            out,
+            "family {} ({} images, cohesion {:.1}): {}",
+            shown(target),
+            members.len(),
+            c.cohesion,
+            members
+                .iter()
+                .map(|e| format!("#{}", e.id))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )?;
+        for e in &members {
+            if e.family != target {
+                moves.push((e.id, e.family.clone(), target.to_owned()));
+            }
+        }
+    }
+    for (id, from, to) in &moves {
+        if a.dry_run {
+            writeln!(
+                out,
+                "would move #{id} from {} to {}",
+                shown(from),
+                shown(to)
+            )?;
+        } else {
+            db.assign_family(*id, to).map_err(user)?;
+            writeln!(out, "moved #{id} from {} to {}", shown(from), shown(to))?;
+        }
+    }
+    if moves.is_empty() {
+        writeln!(out, "no image changes family")?;
+    }
+    Ok(())
 }
