@@ -25,6 +25,7 @@ mod inspect;
 mod jffs2;
 mod romfs;
 mod safe_output;
+mod soak;
 mod squashfs_cramfs;
 mod squashfs_legacy;
 mod synth_demo;
