@@ -3,7 +3,7 @@
 # sanitizer: the code under test has no `unsafe`), seeds the corpora, then runs each target for
 # SECONDS (default 20), two at a time, and prints the executions of each.
 #
-#   fuzz/run.sh [SECONDS] [TARGET...]
+#   fuzz/run.sh [SECONDS] [TARGET...]      (FWSIM=path/to/fwsim to use a built binary)
 #
 # Seeds (written to fuzz/corpus/, which git ignores; nothing is copied into the repository): the
 # real samples of at most 1 MiB ($FWSIM_REALDATA, else ../shared/realdata beside the checkout),
@@ -29,8 +29,12 @@ log "build (${TARGETS[*]})"
 
 log "seed corpora"
 REALDATA="${FWSIM_REALDATA:-../../shared/realdata}"
-(cd .. && cargo build --quiet --locked)
-FWSIM="$(cd .. && pwd)/target/debug/fwsim"
+# fwsim itself builds the seeds: $FWSIM, else the top-level debug build (built without
+# RUSTC_BOOTSTRAP, which would make cargo rebuild it from scratch).
+if [ -z "${FWSIM:-}" ]; then
+    (cd .. && env -u RUSTC_BOOTSTRAP cargo build --quiet --locked)
+    FWSIM="$(cd .. && pwd)/target/debug/fwsim"
+fi
 SEEDS="$(mktemp -d)"
 trap 'rm -rf "$SEEDS"' EXIT
 "$FWSIM" demo --quiet --keep "$SEEDS/demo" >/dev/null
@@ -56,11 +60,11 @@ for f in "${images[@]}"; do
     fi
 done
 # Digests, a few per seed file (pairs of lines are compared by the targets).
-"$FWSIM" hash --quiet "${images[@]:0:200}" 2>/dev/null | awk '{ print $2 > "'"$SEEDS"'/ssdeep"; print $3 > "'"$SEEDS"'/tlsh" }' || true
+"$FWSIM" hash --quiet "${images[@]:0:20}" 2>/dev/null | awk '{ print $2 > "'"$SEEDS"'/ssdeep"; print $3 > "'"$SEEDS"'/tlsh" }' || true
 split -l 4 "$SEEDS/ssdeep" corpus/ssdeep/seed-
 split -l 4 "$SEEDS/tlsh" corpus/tlsh/seed-
 # Fingerprints: the demo image and the first real samples that unpack into something.
-for f in "${images[@]:0:12}"; do
+for f in "${images[@]:0:4}"; do
     "$FWSIM" fingerprint --quiet "$f" -o "corpus/fingerprint_json/$(basename "$f").json" || true
 done
 echo "seeded from ${#images[@]} images"
