@@ -895,3 +895,96 @@ fn random_trees_never_lead_outside() {
         );
     }
 }
+
+#[test]
+fn case_variants_links_and_odd_zip_names_stay_inside() {
+    use common::archives::{RawEntry, RawZip};
+    use common::rawtar::member;
+    let sb = Sandbox::new();
+    // Names equal but for case, one of them a link out, one a link in, files through each.
+    let tar = common::rawtar::archive(&[
+        member(b"Etc", b'2', b"../victim", b""),
+        member(b"etc/passwd", b'0', b"", b"lower"),
+        member(b"ETC/passwd", b'0', b"", b"upper"),
+        member(b"Etc/secret", b'0', b"", b"through the link out"),
+        member(b"lib", b'5', b"", b""),
+        member(b"LIB", b'2', b"lib", b""),
+        member(b"LIB/x", b'0', b"", b"through the link in"),
+    ]);
+    // Zip names may hold any byte: NUL, newline, invalid UTF-8, a backslash climb. (The first
+    // is plain: carving takes a zip whose first name holds control bytes for noise.)
+    let entry = |name: &[u8], data: &[u8]| {
+        let mut e = RawEntry::new("x", 0, data, data.to_vec());
+        e.name = name.to_vec();
+        e
+    };
+    let zip = RawZip {
+        entries: vec![
+            entry(b"plain.txt", b"0"),
+            entry(b"nul\0zip", b"1"),
+            entry(b"new\nzip", b"2"),
+            entry(b"bytes-\xff\xfe.zip", b"3"),
+            entry(b"..\\..\\win", b"4"),
+        ],
+        aliases_of_first: 0,
+        comment: Vec::new(),
+    }
+    .build();
+    let mut image = tar;
+    image.truncate(image.len() - 1024); // drop the end marker: the zip follows the members
+    image.extend_from_slice(&common::rawtar::member(b"names.zip", b'0', b"", &zip));
+    image.extend_from_slice(&[0u8; 1024]);
+    let path = sb.tmp.path().join("case.tar");
+    std::fs::write(&path, image).unwrap();
+    let entries = unpack_out(&sb, &path);
+    let out = sb.out();
+    let read = |p: &[u8]| std::fs::read(out.join(OsStr::from_bytes(p))).unwrap();
+    // This folder tells case apart: every variant is its own name, none goes through a link.
+    assert_eq!(read(b"etc/passwd"), b"lower");
+    assert_eq!(read(b"ETC/passwd"), b"upper");
+    assert_eq!(read(b"Etc/secret"), b"through the link out");
+    assert!(
+        !std::fs::symlink_metadata(out.join("Etc"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert_eq!(read(b"LIB/x"), b"through the link in");
+    assert!(
+        !std::fs::symlink_metadata(out.join("LIB"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert!(not_written(&entries, "case.tar/LIB").contains("collides"));
+    // Inside the zip (written as a folder beside the archive file).
+    let nul_out = entries
+        .iter()
+        .find(|e| e["path"] == "case.tar/names.zip/nul\u{0}zip")
+        .map(|e| e["out"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| {
+            let paths: Vec<_> = entries
+                .iter()
+                .map(|e| (&e["path"], &e["out"], &e["not_written"]))
+                .collect();
+            panic!("the NUL name not listed: {paths:?}")
+        });
+    assert!(!nul_out.contains('\0'), "{nul_out}");
+    assert_eq!(std::fs::read(out.join(&nul_out)).unwrap(), b"1");
+    let parent = Path::new(&nul_out).parent().unwrap().to_path_buf();
+    assert_eq!(
+        std::fs::read(out.join(&parent).join("new\nzip")).unwrap(),
+        b"2"
+    );
+    assert_eq!(
+        std::fs::read(
+            out.join(&parent)
+                .join(OsStr::from_bytes(b"bytes-\xff\xfe.zip"))
+        )
+        .unwrap(),
+        b"3"
+    );
+    // On this system `\\` is no separator: the climb is one odd name, written inside.
+    assert_eq!(
+        std::fs::read(out.join(&parent).join("..\\..\\win")).unwrap(),
+        b"4"
+    );
+}

@@ -65,6 +65,9 @@ pub struct LimitArgs {
     /// Total bytes unpacking may produce (suffixes K, M, G allowed).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_output: Option<u64>,
+    /// Most bytes one unpack may hold in memory at once (suffixes K, M, G allowed).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
     /// Largest expansion ratio of one compressed blob.
     #[arg(long, value_name = "N")]
     pub max_ratio: Option<u64>,
@@ -94,6 +97,9 @@ impl LimitArgs {
         }
         if let Some(v) = self.max_output {
             l.max_output_bytes = v;
+        }
+        if let Some(v) = self.max_memory {
+            l.max_memory_bytes = v;
         }
         if let Some(v) = self.max_ratio {
             l.max_ratio = v;

@@ -1,7 +1,7 @@
 //! Resource limits for unpacking ([`Limits`]) and the shared, thread-safe account of what has been
 //! spent against them ([`Budget`]). Every decompressor writes through a [`Sink`], which checks the
-//! per-file size, the expansion ratio, the total output and the time budget on every write, so a
-//! bomb stops at its limit instead of exhausting memory.
+//! per-file size, the expansion ratio, the total output, the memory held and the time budget on
+//! every write, so a bomb stops at its limit instead of exhausting memory.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +16,10 @@ pub struct Limits {
     pub max_depth: u32,
     /// Total bytes that decompression and extraction may produce for one image.
     pub max_output_bytes: u64,
+    /// Most bytes one unpack may hold at once: what decoders have written and not discarded
+    /// (buffers kept in the tree, and sinks still filling). Unlike [`Limits::max_output_bytes`]
+    /// the output of a candidate that failed is given back.
+    pub max_memory_bytes: u64,
     /// Largest expansion ratio (output bytes per input byte) of one blob. Outputs below
     /// [`Limits::ratio_floor_bytes`] are never refused for their ratio.
     pub max_ratio: u64,
@@ -39,6 +43,7 @@ impl Default for Limits {
         Self {
             max_depth: 24,
             max_output_bytes: 8 << 30,
+            max_memory_bytes: 4 << 30,
             max_ratio: 1000,
             ratio_floor_bytes: 4 << 20,
             max_entries: 2_000_000,
@@ -59,6 +64,12 @@ pub enum LimitError {
     Depth {
         /// The limit.
         max: u32,
+    },
+    /// Bytes held at once above [`Limits::max_memory_bytes`].
+    #[error("memory limit reached ({max} bytes held)")]
+    Memory {
+        /// The limit.
+        max: u64,
     },
     /// Total output above [`Limits::max_output_bytes`].
     #[error("total unpacked size limit reached ({max} bytes)")]
@@ -113,6 +124,7 @@ pub enum LimitError {
 pub struct Budget {
     limits: Limits,
     output_bytes: AtomicU64,
+    held_bytes: AtomicU64,
     entries: AtomicU64,
     deadline: Instant,
 }
@@ -126,6 +138,7 @@ impl Budget {
         Self {
             limits,
             output_bytes: AtomicU64::new(0),
+            held_bytes: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             deadline,
         }
@@ -169,6 +182,34 @@ impl Budget {
         } else {
             Ok(())
         }
+    }
+
+    /// Accounts for `n` more bytes held; on failure nothing is held.
+    pub fn hold(&self, n: u64) -> Result<(), LimitError> {
+        let before = self.held_bytes.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > self.limits.max_memory_bytes {
+            self.release(n);
+            Err(LimitError::Memory {
+                max: self.limits.max_memory_bytes,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Gives back `n` bytes held (a buffer that was discarded).
+    pub fn release(&self, n: u64) {
+        // Never below zero: a release without its hold is a bug, not a reason to wrap around.
+        let _ = self
+            .held_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                Some(h.saturating_sub(n))
+            });
+    }
+
+    /// Bytes held now.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes.load(Ordering::Relaxed)
     }
 
     /// Fails when `n` more entries would exceed the limit, without accounting for them (formats
@@ -216,6 +257,7 @@ impl Budget {
             input_len,
             max_len: self.max_expansion(input_len),
             writes: 0,
+            held: 0,
         }
     }
 }
@@ -284,6 +326,9 @@ impl BlobAccount {
 
 /// A `Vec<u8>` that refuses to grow past its limits. Writing past a limit returns an
 /// [`io::Error`] wrapping the [`LimitError`]; recover it with [`limit_of`].
+///
+/// What it holds counts against [`Limits::max_memory_bytes`] until it is dropped; the bytes taken
+/// out with [`Sink::into_inner`] stay counted (they are kept in the tree).
 #[derive(Debug)]
 pub struct Sink<'b> {
     buf: Vec<u8>,
@@ -292,12 +337,15 @@ pub struct Sink<'b> {
     input_len: u64,
     max_len: u64,
     writes: u32,
+    /// Bytes this sink holds against the memory budget.
+    held: u64,
 }
 
 impl Sink<'_> {
-    /// The bytes written so far.
-    pub fn into_inner(self) -> Vec<u8> {
-        self.buf
+    /// The bytes written so far. They stay counted as held: the caller keeps them.
+    pub fn into_inner(mut self) -> Vec<u8> {
+        self.held = 0;
+        std::mem::take(&mut self.buf)
     }
 
     /// Bytes written so far.
@@ -310,10 +358,15 @@ impl Sink<'_> {
         self.buf.is_empty()
     }
 
-    /// Reserves room for an output whose size a header claims, capped by the sink's limit so a
-    /// lying header cannot make us allocate.
+    /// Reserves room for an output whose size a header claims, capped by the sink's limit and the
+    /// memory left so a lying header cannot make us allocate.
     pub fn reserve_claimed(&mut self, claimed: u64) {
-        let cap = claimed.min(self.max_len).min(64 << 20);
+        let memory_left = self
+            .budget
+            .limits()
+            .max_memory_bytes
+            .saturating_sub(self.budget.held_bytes());
+        let cap = claimed.min(self.max_len).min(64 << 20).min(memory_left);
         self.buf.reserve(usize::try_from(cap).unwrap_or(0));
     }
 
@@ -359,11 +412,19 @@ impl Sink<'_> {
             blob.add(n64)?;
         }
         self.budget.add_output(n64)?;
+        self.budget.hold(n64)?;
+        self.held = self.held.saturating_add(n64);
         self.writes = self.writes.wrapping_add(1);
         if self.writes % 16 == 0 {
             self.budget.check_time()?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Sink<'_> {
+    fn drop(&mut self) {
+        self.budget.release(self.held);
     }
 }
 
@@ -425,6 +486,30 @@ mod tests {
         a.write_all(&[1u8; 600]).unwrap();
         let err = b.write_all(&[1u8; 600]).unwrap_err();
         assert_eq!(limit_of(&err), Some(LimitError::OutputBytes { max: 1000 }));
+    }
+
+    #[test]
+    fn memory_is_given_back_when_a_sink_is_dropped_and_kept_when_taken() {
+        let budget = Budget::new(Limits {
+            max_memory_bytes: 1000,
+            ..Limits::default()
+        });
+        let mut a = budget.sink(1 << 20);
+        a.write_all(&[1u8; 700]).unwrap();
+        assert_eq!(budget.held_bytes(), 700);
+        let mut b = budget.sink(1 << 20);
+        let err = b.write_all(&[1u8; 400]).unwrap_err();
+        assert_eq!(limit_of(&err), Some(LimitError::Memory { max: 1000 }));
+        assert!(b.is_empty());
+        drop(a);
+        assert_eq!(budget.held_bytes(), 0);
+        b.write_all(&[1u8; 400]).unwrap();
+        let kept = b.into_inner();
+        assert_eq!(kept.len(), 400);
+        assert_eq!(budget.held_bytes(), 400);
+        // The total output is never given back: it counts every byte ever produced, the
+        // refused write included.
+        assert_eq!(budget.output_bytes(), 700 + 400 + 400);
     }
 
     #[test]

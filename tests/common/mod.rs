@@ -4,6 +4,8 @@
 
 pub mod archives;
 pub mod fs_images;
+pub mod measure;
+pub mod mutate;
 pub mod streams;
 
 use std::path::{Path, PathBuf};

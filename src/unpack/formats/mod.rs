@@ -191,12 +191,14 @@ impl<'b> Ctx<'b> {
         self.budget.add_entries(n).map_err(UnpackError::Limit)
     }
 
-    /// Accounts for `n` bytes of extracted (not decompressed) file data that will be copied.
+    /// Accounts for `n` bytes of extracted (not decompressed) file data that will be copied (and
+    /// held in the tree).
     pub fn output(&self, n: u64) -> Result<(), UnpackError> {
         if let Some(blob) = self.blob {
             blob.add(n).map_err(UnpackError::Limit)?;
         }
-        self.budget.add_output(n).map_err(UnpackError::Limit)
+        self.budget.add_output(n).map_err(UnpackError::Limit)?;
+        self.budget.hold(n).map_err(UnpackError::Limit)
     }
 
     /// Checks a size a header claims against the per-file limit before allocating for it.
