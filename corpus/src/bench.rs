@@ -39,6 +39,28 @@ pub fn read_scores(text: &str) -> Result<Vec<ScoredPair>> {
         serde_json::Value::Object(mut o) => o.remove("pairs").context("no \"pairs\" array")?,
         _ => anyhow::bail!("expected an array of pairs or an object with \"pairs\""),
     };
+    // `fwsim matrix --json` describes each side as an object with its `name`: take the name.
+    let arr = match arr {
+        serde_json::Value::Array(items) => serde_json::Value::Array(
+            items
+                .into_iter()
+                .map(|mut p| {
+                    for side in ["a", "b"] {
+                        let name = p
+                            .get(side)
+                            .and_then(|v| v.get("name"))
+                            .and_then(serde_json::Value::as_str)
+                            .map(str::to_owned);
+                        if let (Some(name), Some(obj)) = (name, p.as_object_mut()) {
+                            obj.insert(side.to_owned(), name.into());
+                        }
+                    }
+                    p
+                })
+                .collect(),
+        ),
+        other => other,
+    };
     Ok(serde_json::from_value(arr)?)
 }
 
@@ -463,6 +485,10 @@ mod tests {
         // Looked up by base name, in either order.
         assert_eq!(s.get("i2.bin", "i1.bin").map(|x| x.0), Some(80.0));
         assert!(read_scores("3").is_err());
+        // `fwsim matrix --json`: sides are objects carrying their name.
+        let m = read_scores(r#"{"schema_version":1,"pairs":[{"a_index":0,"b_index":1,"a":{"name":"i1.bin","files":3},"b":{"name":"i2.bin"},"score":61.5,"verdict":"rebrand","evidence":[]}]}"#).unwrap();
+        assert_eq!((m[0].a.as_str(), m[0].b.as_str()), ("i1.bin", "i2.bin"));
+        assert_eq!(m[0].score, 61.5);
     }
 
     #[test]
