@@ -341,6 +341,21 @@ fn demo_finds_the_rebrand() {
     let bin = std::fs::read(keep.join("vistacam-IPC-HFW4431R-Z-v1.bin")).unwrap();
     assert_eq!(&bin[..4], b"DH\x03\x04");
     assert!(keep.join("northwind-NV-C2040-flash.bin").is_file());
+    // The known images went into a corpus database beside them, with their labels and families.
+    let db = keep.join("demo-corpus.db");
+    let list = common::fwsim(&["corpus", "list", "--db", db.to_str().unwrap(), "--json"]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["labels"]["vendor"], "Vistacam");
+    assert_eq!(rows[0]["family"], rows[1]["family"]);
+    assert_ne!(rows[0]["family"], rows[2]["family"]);
+    assert!(stdout.contains("rarity from corpus"), "{stdout}");
     // The scan ranks vendor A's two versions first, as rebrands; vendor B is unrelated.
     let table: Vec<&str> = stdout
         .lines()

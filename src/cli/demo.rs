@@ -1,7 +1,8 @@
 //! `fwsim demo`: builds a small corpus of vendor images with fwsim's own writers (vendor A's
 //! versions 1 and 2, an unrelated vendor B sharing only open-source parts) and a rebrand of A
-//! under another name in another container and compressor, fingerprints them, scans the rebrand
-//! against the corpus and prints the ranking and the report of the best match.
+//! under another name in another container and compressor, fingerprints them, adds the first
+//! three to a corpus database, scans the rebrand against it and prints the ranking and the report
+//! of the best match.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -10,9 +11,9 @@ use std::time::Instant;
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
-use fwsim::compare::rarity::DocFreq;
-use fwsim::compare::{self, Comparison, Discount, ScoreContext, Thresholds, report};
-use fwsim::corpus::Labels;
+use fwsim::compare::index::CorpusIndex;
+use fwsim::compare::{Comparison, Discount, ScoreContext, Thresholds, report};
+use fwsim::corpus::{Corpus, Labels};
 use fwsim::features::{self, FeatureParams};
 use fwsim::fingerprint::Fingerprint;
 use fwsim::synth::{Brand, Compression, Firmware, Options, Soc, Software};
@@ -176,33 +177,47 @@ pub fn run(args: &DemoArgs, _quiet: bool) -> anyhow::Result<()> {
     let fps: Vec<Fingerprint> = images.par_iter().map(fingerprint_of).collect();
     let fingerprinted = fingerprinting.elapsed();
 
-    // TODO(corpus database): the corpus engineer's API replaces this block — `corpus add` the
-    // first three images with their labels into a database in `dir`, then `scan` the last one
-    // against it. Until then the corpus is the list below and its document frequencies are
-    // counted over its families here.
-    let corpus: Vec<(&Image, &Fingerprint)> = images.iter().zip(&fps).take(3).collect();
+    // The corpus: the first three images, added with their labels and families to a corpus
+    // database beside them; the unknown image is then scanned against it as `fwsim scan` does.
     let (Some(query_img), Some(query)) = (images.get(3), fps.get(3)) else {
         return Ok(());
     };
-    let docfreq = DocFreq::from_families(corpus.iter().map(|(i, fp)| (i.family, *fp)));
+    let scanning = Instant::now();
+    let db_path = dir.join("demo-corpus.db");
+    if db_path.exists() {
+        // A kept folder from an earlier run: start the corpus afresh.
+        std::fs::remove_file(&db_path).map_err(|source| fwsim::Error::Io {
+            path: db_path.clone(),
+            source,
+        })?;
+    }
+    let mut db = Corpus::create(&db_path, &FeatureParams::default().recorded())
+        .context("creating the demo corpus")?;
+    for (img, fp) in images.iter().zip(&fps).take(3) {
+        db.add(
+            fp,
+            &img.labels.clone().unwrap_or_default(),
+            Some(img.family),
+        )
+        .context("adding to the demo corpus")?;
+    }
+    let (entries, docfreq) = db.load().context("loading the demo corpus")?;
     let thresholds = Thresholds::default();
     let discount = Discount::default();
-    let scanning = Instant::now();
-    let mut results: Vec<(&Image, Comparison)> = corpus
-        .par_iter()
-        .map(|(img, fp)| {
-            let ctx = ScoreContext {
-                docfreq: &docfreq,
-                docfreq_source: "demo corpus (3 images, 2 families)",
-                thresholds: &thresholds,
-                discount: &discount,
-                labels_a: None,
-                labels_b: img.labels.as_ref(),
-            };
-            (*img, compare::compare(query, fp, &ctx))
-        })
+    let ctx = ScoreContext {
+        docfreq: &docfreq,
+        docfreq_source: "corpus",
+        thresholds: &thresholds,
+        discount: &discount,
+        labels_a: None,
+        labels_b: None,
+    };
+    let ranked = CorpusIndex::new(&entries).scan(query, &ctx);
+    // Entries come back in the order they were added: the first three images.
+    let results: Vec<(&Image, Comparison)> = ranked
+        .into_iter()
+        .filter_map(|r| images.get(r.image).map(|img| (img, r.comparison)))
         .collect();
-    results.sort_by(|x, y| y.1.score.total_cmp(&x.1.score));
     let scanned = scanning.elapsed();
 
     let mut out = BufWriter::new(io::stdout().lock());
