@@ -427,3 +427,78 @@ fn dahua_and_xiongmai_are_not_the_same_software() {
         show(&c)
     );
 }
+
+#[test]
+fn compare_weighs_rarity_with_a_corpus_when_given_one() {
+    let b = built();
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb, p2) = (
+        dir.path().join("a.json"),
+        dir.path().join("b.json"),
+        dir.path().join("a2.json"),
+    );
+    b.a1.write(&pa).unwrap();
+    b.rebrand.write(&pb).unwrap();
+    b.a2.write(&p2).unwrap();
+    let db = dir.path().join("c.db");
+    let db_s = db.to_str().unwrap();
+    // Three families that all hold the software A and the rebrand share: in this corpus those
+    // items are common, so they weigh less than in the background table, where they are rare.
+    for (family, p) in [("f1", &pa), ("f2", &p2), ("f3", &pb)] {
+        let out = common::fwsim(&[
+            "corpus",
+            "add",
+            "--db",
+            db_s,
+            "--family",
+            family,
+            p.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let json = |extra: &[&str]| {
+        let mut args = vec!["compare", "--json"];
+        args.extend_from_slice(extra);
+        args.extend([pa.to_str().unwrap(), pb.to_str().unwrap()]);
+        let out = common::fwsim(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let background = json(&[]);
+    let corpus = json(&["--db", db_s]);
+    assert_eq!(background["rarity_source"], "background");
+    assert_eq!(corpus["rarity_source"], "corpus");
+    // The shared private key is rare in the background table and held by every family here.
+    let key_rarity = |v: &serde_json::Value| {
+        v["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["what"] == "shared_private_key")
+            .map(|e| e["rarity"].as_f64().unwrap())
+            .unwrap()
+    };
+    let (rb, rc) = (key_rarity(&background), key_rarity(&corpus));
+    assert!(rb > 0.5, "background rarity {rb}");
+    assert!(rc < 0.2, "corpus rarity {rc} (background {rb})");
+    // A file that is not a corpus is refused as `--db`, and left as it was.
+    let foreign = dir.path().join("notes.txt");
+    std::fs::write(&foreign, "not a database\n").unwrap();
+    let out = common::fwsim(&[
+        "compare",
+        "--db",
+        foreign.to_str().unwrap(),
+        pa.to_str().unwrap(),
+        pb.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"not a database\n");
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use fwsim::compare::rarity::DocFreq;
-use fwsim::compare::{self, Discount, ScoreContext, Thresholds, background, report};
+use fwsim::compare::{self, ScoreContext, background, report};
 use fwsim::features::FeatureParams;
 use fwsim::fingerprint::Fingerprint;
 
@@ -33,6 +33,11 @@ pub struct CompareArgs {
     /// Findings shown in text output.
     #[arg(long, value_name = "N", default_value_t = 12)]
     pub top: usize,
+    /// Weigh rarity with this corpus database's document frequencies (over its families)
+    /// instead of the background table fwsim ships; images are fingerprinted with the
+    /// corpus's extraction parameters.
+    #[arg(long, value_name = "DB")]
+    pub db: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -54,24 +59,14 @@ pub struct BackgroundArgs {
     pub limits: LimitArgs,
 }
 
-fn read_text(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).map_err(|source| {
-        fwsim::Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-        .into()
-    })
-}
-
 /// Loads one side: a fingerprint JSON as is, a folder as an in-memory tar of its regular files,
 /// anything else as an image to unpack and fingerprint.
 pub(super) fn load(
     path: &Path,
+    params: &FeatureParams,
     limits: &fwsim::unpack::Limits,
     quiet: bool,
 ) -> anyhow::Result<Fingerprint> {
-    let params = FeatureParams::default();
     if path.is_dir() {
         let tar = folder_tar(path)?;
         let name = path
@@ -79,7 +74,7 @@ pub(super) fn load(
             .map(|n| n.as_encoded_bytes().to_vec())
             .unwrap_or_else(|| b"folder".to_vec());
         let tree = fwsim::unpack::unpack(bytes::Bytes::from(tar), &name, limits);
-        return Ok(fwsim::features::fingerprint(&tree, &params));
+        return Ok(fwsim::features::fingerprint(&tree, params));
     }
     let head = {
         let mut f = std::fs::File::open(path).map_err(|source| fwsim::Error::Io {
@@ -98,7 +93,7 @@ pub(super) fn load(
     if looks_json {
         return Ok(Fingerprint::read(path, &params.recorded())?);
     }
-    let (_, fp) = super::fingerprint::unpack_and_fingerprint(path, &params, limits, quiet)?;
+    let (_, fp) = super::fingerprint::unpack_and_fingerprint(path, params, limits, quiet)?;
     Ok(fp)
 }
 
@@ -131,23 +126,26 @@ fn folder_tar(dir: &Path) -> anyhow::Result<Vec<u8>> {
 /// Runs `fwsim compare`.
 pub fn run(args: &CompareArgs, quiet: bool) -> anyhow::Result<()> {
     let limits = args.limits.to_limits()?;
-    let thresholds = match &args.thresholds {
-        Some(p) => Thresholds::from_json(&read_text(p)?)
-            .map_err(|e| fwsim::Error::Invalid(format!("{}: {e}", p.display())))?,
-        None => Thresholds::default(),
+    let (thresholds, discount) =
+        super::scan::tuning(args.thresholds.as_deref(), args.discount.as_deref())?;
+    let (corpus_df, params) = match &args.db {
+        Some(db) => {
+            let corpus = super::corpus::open(db)?;
+            let params = super::corpus::feature_params(corpus.params())?;
+            let df = corpus.doc_freq().map_err(super::corpus::user)?;
+            (Some(df), params)
+        }
+        None => (None, FeatureParams::default()),
     };
-    let discount = match &args.discount {
-        Some(p) => Discount::parse(&read_text(p)?),
-        None => Discount::default(),
+    let a = load(&args.a, &params, &limits, quiet)?;
+    let b = load(&args.b, &params, &limits, quiet)?;
+    let (docfreq, docfreq_source): (&DocFreq, &str) = match &corpus_df {
+        Some(df) => (df, "corpus"),
+        None => (background::background(), "background"),
     };
-    let a = load(&args.a, &limits, quiet)?;
-    let b = load(&args.b, &limits, quiet)?;
-    // TODO(corpus): with `--db`, the corpus's stored document frequencies and labels replace
-    // the background table and the evidence-derived labels.
-    let docfreq: &DocFreq = background::background();
     let ctx = ScoreContext {
         docfreq,
-        docfreq_source: "background",
+        docfreq_source,
         thresholds: &thresholds,
         discount: &discount,
         labels_a: None,
@@ -224,7 +222,10 @@ pub fn run_background(args: &BackgroundArgs, quiet: bool) -> anyhow::Result<()> 
         let (family, path) = m
             .split_once('=')
             .ok_or_else(|| fwsim::Error::Invalid(format!("{m}: expected FAMILY=PATH")))?;
-        members.push((family.to_owned(), load(Path::new(path), &limits, quiet)?));
+        members.push((
+            family.to_owned(),
+            load(Path::new(path), &FeatureParams::default(), &limits, quiet)?,
+        ));
     }
     let df = DocFreq::from_families(members.iter().map(|(f, fp)| (f.as_str(), fp)));
     let mut families: Vec<String> = members.iter().map(|(f, _)| f.clone()).collect();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use fwsim::compare::index::{CorpusIndex, Ranked};
-use fwsim::compare::rarity::{DocFreq, items};
+use fwsim::compare::rarity::DocFreq;
 use fwsim::compare::{Discount, ScoreContext, Thresholds};
 use fwsim::corpus::{Entry, Labels};
 use fwsim::features::FeatureParams;
@@ -85,24 +85,7 @@ pub(super) struct LoadedCorpus {
 
 /// Document frequencies of `entries` counted over their families.
 pub(super) fn docfreq_of(entries: &[Entry]) -> DocFreq {
-    use std::collections::{BTreeMap, BTreeSet};
-    let mut families: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for e in entries {
-        families
-            .entry(e.family.as_str())
-            .or_default()
-            .extend(items(&e.fingerprint));
-    }
-    let mut df = DocFreq {
-        families: u32::try_from(families.len()).unwrap_or(u32::MAX),
-        ..DocFreq::default()
-    };
-    for set in families.into_values() {
-        for item in set {
-            *df.counts.entry(item).or_insert(0) += 1;
-        }
-    }
-    df
+    DocFreq::from_families(entries.iter().map(|e| (e.family.as_str(), &e.fingerprint)))
 }
 
 /// Entries made from loose fingerprints: ids from 1 in the order given, each its own family
