@@ -3,7 +3,7 @@
 //! never panic, never run past the time budget, hold memory within the budget, and always give
 //! a fingerprint that is valid JSON and reads back; every 40th also goes through the binary,
 //! whose JSON listing must parse and whose peak memory is asserted. Ignored by default: `.ci/run`
-//! runs it in short mode (`FWSIM_SOAK_SECS=240`).
+//! runs it in short mode (`FWSIM_SOAK_SECS=180`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
