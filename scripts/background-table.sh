@@ -1,14 +1,21 @@
-#!/bin/sh
-# Writes src/compare/background.df.zst, the rarity table fwsim uses without a corpus: the
-# synthetic vendor families fwsim's own writers build, plus the real samples below, each
-# family named once (FAMILY=PATH; a folder counts as one image of its files).
-# Until the labelled reference corpus exists, this is the whole background: say so in reports.
-# Usage: scripts/background-table.sh [FWSIM_BINARY]   (run from the repository root)
-set -eu
-fwsim=${1:-target/debug/fwsim}
+#!/usr/bin/env bash
+# Writes src/compare/background.df.zst, the rarity table fwsim uses without a corpus database:
+# document frequencies over the families of the reference corpus's `fit` split (corpus/; the
+# `score` split stays unseen, so the benchmark's figures do not rest on it), plus the synthetic
+# vendor families fwsim's own writers build (`--synth`: the demo's and the tests' common parts)
+# and the real samples below, each family named once (FAMILY=PATH; a folder counts as one image
+# of its files). Only items held by two or more families are kept.
+# Usage: scripts/background-table.sh [CORPUS_DIR]   (run from the repository root; the corpus is
+# built, cached, by `corpus/bench.sh full` or `fwsim-corpus build`; default target/refcorpus/full)
+set -euo pipefail
+corpus=${1:-target/refcorpus/full}
 r=${FWSIM_REALDATA:-../shared/realdata}
 o=$r/OpenIPC__firmware/general/package
-exec "$fwsim" --quiet background-table --synth -o src/compare/background.df.zst \
+cargo build -q --profile test --bin fwsim
+mapfile -t members < <(cargo run -q --profile test -p fwsim-corpus -- \
+    background-members --corpus "$corpus" --split fit)
+exec target/debug/fwsim --quiet background-table --synth -o src/compare/background.df.zst \
+  "${members[@]}" \
   dahua=$r/BotoX__DH_IPC-HX4XXX-Eos/romfs-x.squashfs.img.extracted \
   dahua=$r/BotoX__DH_IPC-HX4XXX-Eos/user-x.squashfs.img.extracted \
   dahua=$r/BotoX__DH_IPC-HX4XXX-Themis/romfs-x.squashfs.img.extracted \

@@ -29,6 +29,12 @@ pub struct ScoredPair {
     /// Verdict.
     #[serde(default)]
     pub verdict: Option<String>,
+    /// Share of non-component code matched (what `shared-sdk` rests on), when given.
+    #[serde(default)]
+    pub sdk_share: Option<f64>,
+    /// Shared SDK build-environment mass (what `shared-sdk` also needs), when given.
+    #[serde(default)]
+    pub sdk_environment: Option<f64>,
 }
 
 /// Reads a pairs JSON: an array of pairs, or an object with a `pairs` array.
@@ -417,21 +423,66 @@ pub fn folder_side(dir: &Path) -> Result<Side> {
     })
 }
 
-/// The real-sample table (baselines), Markdown; `None` when the folder is missing.
-pub fn real_table(realdata: &Path) -> Result<Option<String>> {
+/// fwsim's score and verdict on one real pair: `fwsim compare --json A B` run with the binary
+/// `fwsim` (the folders are compared as fwsim compares folders: their files archived in path
+/// order).
+pub fn fwsim_compare(fwsim: &Path, a: &Path, b: &Path) -> Result<(f64, String)> {
+    let out = std::process::Command::new(fwsim)
+        .arg("--quiet")
+        .arg("compare")
+        .arg("--json")
+        .arg(a)
+        .arg(b)
+        .output()
+        .with_context(|| format!("running {}", fwsim.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "fwsim compare {} {}: {}",
+        a.display(),
+        b.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let score = v
+        .get("score")
+        .and_then(serde_json::Value::as_f64)
+        .context("fwsim compare: no score")?;
+    let verdict = v
+        .get("verdict")
+        .and_then(serde_json::Value::as_str)
+        .context("fwsim compare: no verdict")?;
+    Ok((score, verdict.to_owned()))
+}
+
+/// The real-sample table, Markdown: the baselines, and fwsim's score and verdict when a fwsim
+/// binary is given; `None` when the folder is missing.
+pub fn real_table(realdata: &Path, fwsim: Option<&Path>) -> Result<Option<String>> {
     if !realdata.is_dir() {
         return Ok(None);
     }
     let mut s = String::from(
-        "| pair | expected | ssdeep | TLSH distance | identical files (Jaccard %) |\n| --- | --- | --- | --- | --- |\n",
+        "| pair | expected | fwsim score | fwsim verdict | ssdeep | TLSH distance | identical files (Jaccard %) |\n| --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for p in REAL_PAIRS {
-        let a = folder_side(&realdata.join(p.a))?;
-        let b = folder_side(&realdata.join(p.b))?;
+        let (pa, pb) = (realdata.join(p.a), realdata.join(p.b));
+        let a = folder_side(&pa)?;
+        let b = folder_side(&pb)?;
         let [ss, tl, jac] = baselines(&a, &b);
+        let (score, verdict) = match fwsim {
+            Some(bin) => {
+                let (score, verdict) = fwsim_compare(bin, &pa, &pb)?;
+                let mark = if verdict == p.relation.name() {
+                    ""
+                } else {
+                    " ✗"
+                };
+                (format!("{score:.1}"), format!("{verdict}{mark}"))
+            }
+            None => ("–".into(), "–".into()),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {ss:.0} | {:.0} | {jac:.1} |",
+            "| {} | {} | {score} | {verdict} | {ss:.0} | {:.0} | {jac:.1} |",
             p.what,
             p.relation.name(),
             -tl
@@ -565,12 +616,16 @@ mod tests {
                     b: "b".into(),
                     score: 70.0,
                     verdict: Some("same-vendor".into()),
+                    sdk_share: None,
+                    sdk_environment: None,
                 },
                 ScoredPair {
                     a: "a".into(),
                     b: "c".into(),
                     score: 10.0,
                     verdict: Some("unrelated".into()),
+                    sdk_share: None,
+                    sdk_environment: None,
                 },
             ],
         );

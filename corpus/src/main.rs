@@ -1,5 +1,6 @@
-//! `fwsim-corpus build` (the reference corpus under `target/refcorpus/`) and `fwsim-corpus bench`
-//! (accuracy of fwsim's pairs and of the baselines against the ground truth).
+//! `fwsim-corpus build` (the reference corpus under `target/refcorpus/`), `fwsim-corpus bench`
+//! (accuracy of fwsim's pairs and of the baselines against the ground truth) and `fwsim-corpus
+//! fit` (fwsim's decision thresholds fitted on the `fit` split).
 
 use std::fs;
 use std::io::{self, Write};
@@ -10,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use fwsim_corpus::bench::{self, Scores};
 use fwsim_corpus::builder::{self, Manifest};
+use fwsim_corpus::fit;
 use fwsim_corpus::plan::{Config, Pair};
 
 #[derive(Parser)]
@@ -49,6 +51,30 @@ enum Cmd {
         /// Folder of the real samples.
         #[arg(long, default_value = "../shared/realdata")]
         realdata: PathBuf,
+        /// The fwsim binary that scores the real samples' pairs (`fwsim compare --json`);
+        /// without it, the real-sample table has the baselines only.
+        #[arg(long)]
+        fwsim: Option<PathBuf>,
+    },
+    /// Prints `FAMILY=FINGERPRINT` for every image of one split, one a line: the members of the
+    /// background table `scripts/background-table.sh` ships (`fwsim background-table`).
+    BackgroundMembers {
+        /// The corpus folder.
+        #[arg(long, default_value = "target/refcorpus")]
+        corpus: PathBuf,
+        /// The split whose images are listed.
+        #[arg(long, default_value = "fit")]
+        split: String,
+    },
+    /// Fits fwsim's decision thresholds (`same_software`, `sdk_environment`, `sdk_share`) on
+    /// the pairs of split `fit` only, and prints them as a `--thresholds` JSON object.
+    Fit {
+        /// The corpus folder.
+        #[arg(long, default_value = "target/refcorpus")]
+        corpus: PathBuf,
+        /// `fwsim matrix --json` output over the corpus images.
+        #[arg(long)]
+        scores: PathBuf,
     },
 }
 
@@ -85,6 +111,7 @@ fn main() -> Result<()> {
             corpus,
             scores,
             realdata,
+            fwsim,
         } => {
             let manifest: Manifest = serde_json::from_str(
                 &fs::read_to_string(corpus.join("manifest.json"))
@@ -120,14 +147,49 @@ fn main() -> Result<()> {
                 corpus.join("bench.json"),
                 serde_json::to_string_pretty(&figures)?,
             )?;
-            match bench::real_table(&realdata)? {
-                Some(table) => out.push_str(&format!("## Real samples (baselines)\n\n{table}")),
+            match bench::real_table(&realdata, fwsim.as_deref())? {
+                Some(table) => out.push_str(&format!(
+                    "## Real samples{}\n\n{table}",
+                    if fwsim.is_some() {
+                        " (fwsim compare, background rarity; ✗ where the verdict is not the expected relation)"
+                    } else {
+                        " (baselines)"
+                    }
+                )),
                 None => out.push_str(&format!(
                     "(real samples not found at {})\n",
                     realdata.display()
                 )),
             }
             emit(&out)?;
+        }
+        Cmd::BackgroundMembers { corpus, split } => {
+            let manifest: Manifest = serde_json::from_str(
+                &fs::read_to_string(corpus.join("manifest.json"))
+                    .context("no manifest.json: run `fwsim-corpus build` first")?,
+            )?;
+            let mut out = String::new();
+            for r in manifest.images.iter().filter(|r| r.plan.split == split) {
+                // Cached by the build; made now if missing.
+                builder::fingerprint(&corpus, &r.plan.name, &r.sha256)?;
+                out.push_str(&format!(
+                    "{}={}\n",
+                    r.plan.family,
+                    builder::fingerprint_path(&corpus, &r.plan.name).display()
+                ));
+            }
+            anyhow::ensure!(!out.is_empty(), "no image of split `{split}`");
+            emit(&out)?;
+        }
+        Cmd::Fit { corpus, scores } => {
+            let pairs: Vec<Pair> = serde_json::from_str(
+                &fs::read_to_string(corpus.join("pairs.json"))
+                    .context("no pairs.json: run `fwsim-corpus build` first")?,
+            )?;
+            let s = bench::read_scores(&fs::read_to_string(&scores)?)?;
+            let fitted = fit::fit(&pairs, &s, "fit")
+                .context("split `fit` lacks same-family, shared-sdk or unrelated pairs")?;
+            emit(&fit::report(&fitted, "fit"))?;
         }
     }
     Ok(())

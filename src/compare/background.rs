@@ -1,7 +1,8 @@
 //! The background document-frequency table shipped with fwsim: rarity weights for comparisons
 //! made without a corpus. Stored as zstd-compressed JSON (`background.df.zst`, only items held by
 //! at least two families), written by `fwsim background-table` from the families the generator
-//! script `scripts/background-table.sh` lists.
+//! script `scripts/background-table.sh` lists: the reference corpus's `fit` split, fwsim's
+//! synthetic vendor families and the real samples.
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -244,8 +244,12 @@ pub struct Comparison {
     /// Sub-scores.
     pub sub_scores: SubScores,
     /// Rarity-weighted share 0–1 of code matched outside open-source components (what
-    /// `shared-sdk` rests on).
+    /// `shared-sdk` rests on, with `sdk_environment`).
     pub sdk_share: f64,
+    /// Rarity-weighted mass of shared build-environment evidence a chip SDK leaves (build paths,
+    /// SoC names, toolchains; [`evidence_weight`] × rarity summed), which `shared-sdk` also needs.
+    #[serde(default)]
+    pub sdk_environment: f64,
     /// Where the rarity weights came from.
     pub rarity_source: String,
     /// A shared private key or certificate of weight raised the score to the floor.
@@ -391,6 +395,7 @@ pub fn score(
     let ev_a = evidence_set(a);
     let ev_b = evidence_set(b);
     let mut shared_secret = false;
+    let mut sdk_environment = 0.0;
     for (side, mine, other, mass) in [
         (0, &ev_a, &ev_b, &mut mass_a),
         (1, &ev_b, &ev_a, &mut mass_b),
@@ -407,6 +412,9 @@ pub fn score(
             {
                 if matches!(kind, Kind::PrivateKey | Kind::Certificate) && rarity >= 0.5 {
                     shared_secret = true;
+                }
+                if is_sdk_environment(kind) {
+                    sdk_environment += weight;
                 }
                 raw_findings.push((
                     weight,
@@ -483,6 +491,7 @@ pub fn score(
         &Signals {
             score,
             sdk_share,
+            sdk_environment,
             identified_share: content_share(a).min(content_share(b)),
             same_vendor,
         },
@@ -507,6 +516,7 @@ pub fn score(
         verdict,
         sub_scores: sub,
         sdk_share: round3(sdk_share),
+        sdk_environment: round3(sdk_environment),
         rarity_source: ctx.docfreq_source.to_owned(),
         shared_secret,
         identical_files: matches
@@ -519,6 +529,13 @@ pub fn score(
             .count(),
         evidence,
     }
+}
+
+/// Evidence of the build environment a chip SDK leaves in the code built with it: the SDK's
+/// build paths, the SoC it names, its toolchain. Shared open-source libraries bring none of it
+/// (or only a toolchain every vendor of a distribution shares, which rarity discounts).
+fn is_sdk_environment(kind: Kind) -> bool {
+    matches!(kind, Kind::BuildPath | Kind::Soc | Kind::Toolchain)
 }
 
 /// `identified_bytes / (image_bytes − padding_bytes)` (1 for an image that is all padding).

@@ -1,8 +1,10 @@
 //! Every number the comparison stage decides with, in one place: how fuzzy-digest scores become
 //! similarities, when a counterpart is a match, how sub-scores are weighted and where the verdicts
-//! change. Calibrated on the image pairs fwsim's own writers build (see `tests/compare.rs`) and
-//! on the real samples; the labelled reference corpus will re-calibrate them. A user's file
-//! (`--thresholds`, JSON) overrides any subset of the fields.
+//! change. The decision thresholds (`same_software`, `sdk_environment`, `sdk_share`) and the
+//! identifier digest's range are calibrated on the reference corpus's `fit` split (`corpus/`,
+//! `fwsim-corpus fit`; procedure in corpus/README.md); the others on the image pairs fwsim's own
+//! writers build (`tests/compare.rs`) and the real samples. A user's file (`--thresholds`, JSON)
+//! overrides any subset of the fields.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +29,12 @@ pub struct Thresholds {
     /// Cap on an ELF match resting on the identifier digest alone (recompiled binary: sections
     /// differ, names and strings survive).
     pub identifier_cap: f64,
-    /// TLSH distance of identifier digests at which their similarity reaches 0 (stricter than
-    /// `tlsh_zero`: unrelated programs share libc names and common strings, and land near 60).
+    /// TLSH distance of identifier digests at which their similarity reaches 0. Unrelated
+    /// programs share libc names and common strings and land near 60, where
+    /// `identifier_cap × (1 − 60 / 90)` stays below `file_match_min`; a program rebuilt with other
+    /// compiler flags and its vendor strings replaced lands at 5–35. Calibrated on the reference
+    /// corpus's `fit` split: of 50, 70 and 90, the value that best separates same-family from
+    /// other-family pairs (lowest same-family score 39.9, 42.1, 47.6 against highest other 29.8).
     pub identifier_tlsh_zero: u32,
     /// Section weights by name (`.text`, `.rodata`, `.data`); other sections weigh
     /// `section_other_weight` per byte.
@@ -64,12 +70,23 @@ pub struct Thresholds {
     /// padding_bytes)`) below which it is too opaque to judge: verdict `inconclusive`.
     pub min_identified_share: f64,
     /// Score (0–100) at or above which the images are the same software (`rebrand` or
-    /// `same-vendor`).
+    /// `same-vendor`). Calibrated on the reference corpus's `fit` split: midway between the
+    /// highest other-family score (29.8, two vendors sharing a chip SDK) and the lowest
+    /// same-family one (47.6, a rebrand rebuilt with other compiler flags and new keys).
     pub same_software: f64,
-    /// Share (0–1, rarity-weighted, both sides) of the images matched by files that are not
-    /// open-source components, at or above which sharing a chip SDK is claimed (`shared-sdk`)
-    /// when the score stays below `same_software` and both images name the same SoC family.
+    /// Share (0–1, rarity-weighted, both sides) of the images' code matched by files that are
+    /// not open-source components, at or above which sharing a chip SDK is claimed (`shared-sdk`)
+    /// when the score stays below `same_software` and `sdk_environment` is reached too.
+    /// Calibrated on the reference corpus's `fit` split: half the lowest share of a `shared-sdk`
+    /// pair (0.242), as no unrelated pair passing `sdk_environment` is left to separate.
     pub sdk_share: f64,
+    /// Rarity-weighted mass of shared SDK build environment (build paths, SoC names,
+    /// toolchains: evidence weight × rarity, summed) at or above which shared code is put down to
+    /// a shared chip SDK; below it, code shared under `same_software` is common open-source
+    /// libraries and the verdict is `unrelated`. Calibrated on the reference corpus's `fit`
+    /// split: midway between the highest unrelated pair (0.18, a distribution's toolchain
+    /// string) and the lowest `shared-sdk` pair (1.58).
+    pub sdk_environment: f64,
 }
 
 impl Default for Thresholds {
@@ -80,7 +97,7 @@ impl Default for Thresholds {
             tlsh_alone_max: 12,
             file_match_min: 0.3,
             identifier_cap: 0.8,
-            identifier_tlsh_zero: 50,
+            identifier_tlsh_zero: 90,
             section_text_weight: 1.0,
             section_rodata_weight: 1.0,
             section_data_weight: 0.5,
@@ -95,8 +112,9 @@ impl Default for Thresholds {
             weight_platform: 0.1,
             shared_secret_floor: 80.0,
             min_identified_share: 0.3,
-            same_software: 55.0,
-            sdk_share: 0.05,
+            same_software: 38.7,
+            sdk_share: 0.121,
+            sdk_environment: 0.88,
         }
     }
 }

@@ -109,6 +109,9 @@ pub struct Signals {
     pub score: f64,
     /// Rarity-weighted share of code matched outside open-source components, 0–1.
     pub sdk_share: f64,
+    /// Rarity-weighted mass of the shared SDK build environment (build paths, SoC names,
+    /// toolchains), in evidence-weight units.
+    pub sdk_environment: f64,
     /// The smaller identified share of non-padding bytes of the two images.
     pub identified_share: f64,
     /// Both labels name the same vendor.
@@ -118,7 +121,10 @@ pub struct Signals {
 /// The rule: `inconclusive` below the coverage threshold on either side; at or above
 /// `same_software`, `same-vendor` when both labels name the same vendor and `rebrand` otherwise
 /// (an unknown vendor does not show it is the same one); below it, `shared-sdk` when code outside
-/// open-source components is shared (`sdk_share`), else `unrelated`.
+/// open-source components is shared (`sdk_share`) *and* the images share the build environment a
+/// chip SDK leaves behind (`sdk_environment`: its build paths, SoC names, toolchain), else
+/// `unrelated` — two vendors linking the same Debian or open-source libraries share code, not an
+/// SDK.
 pub fn decide(s: &Signals, t: &Thresholds) -> Verdict {
     if s.identified_share < t.min_identified_share {
         Verdict::Inconclusive
@@ -128,7 +134,7 @@ pub fn decide(s: &Signals, t: &Thresholds) -> Verdict {
         } else {
             Verdict::Rebrand
         }
-    } else if s.sdk_share >= t.sdk_share {
+    } else if s.sdk_share >= t.sdk_share && s.sdk_environment >= t.sdk_environment {
         Verdict::SharedSdk
     } else {
         Verdict::Unrelated
@@ -145,6 +151,7 @@ mod tests {
         let s = |score, sdk_share, identified_share, same_vendor| Signals {
             score,
             sdk_share,
+            sdk_environment: 5.0,
             identified_share,
             same_vendor,
         };
@@ -153,5 +160,11 @@ mod tests {
         assert_eq!(decide(&s(90.0, 1.0, 0.9, true), &t), Verdict::SameVendor);
         assert_eq!(decide(&s(20.0, 0.3, 0.9, true), &t), Verdict::SharedSdk);
         assert_eq!(decide(&s(20.0, 0.0, 0.9, false), &t), Verdict::Unrelated);
+        // Shared code without an SDK's build environment (common libraries): unrelated.
+        let no_env = Signals {
+            sdk_environment: 0.1,
+            ..s(20.0, 0.3, 0.9, false)
+        };
+        assert_eq!(decide(&no_env, &t), Verdict::Unrelated);
     }
 }
