@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::io::{Cursor, Read};
+use std::panic::AssertUnwindSafe;
 
 use bytes::Bytes;
 use sevenz_rust2::{Archive, ArchiveEntry, BlockDecoder, Coder, EncoderMethod, Password};
@@ -138,7 +139,15 @@ impl Format for SevenZip {
             return Ok(out.meta("entries", 0));
         }
         ctx.charge_read(extent);
-        read_contents(&data.slice(..end), next, out, ctx)
+        // The crate is hardened against hostile headers, but a panic in it must stay this
+        // archive's error rather than end the whole run.
+        let archive = data.slice(..end);
+        std::panic::catch_unwind(AssertUnwindSafe(|| read_contents(&archive, next, out, ctx)))
+            .unwrap_or_else(|_| {
+                Err(UnpackError::Corrupt(
+                    "7z: the 7z reader failed on this archive (panicked)".into(),
+                ))
+            })
     }
 }
 
