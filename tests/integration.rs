@@ -29,6 +29,7 @@ mod jffs2;
 mod romfs;
 mod safe_output;
 mod scan_matrix;
+mod sevenz;
 mod soak;
 mod squashfs_cramfs;
 mod squashfs_legacy;

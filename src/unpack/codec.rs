@@ -177,7 +177,7 @@ fn finish(
 }
 
 /// Copies a decoder's output into a bounded sink, 64 KiB at a time.
-pub fn pump<R: Read>(
+pub fn pump<R: Read + ?Sized>(
     reader: &mut R,
     input_len: usize,
     ctx: &Ctx<'_>,

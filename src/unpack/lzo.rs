@@ -7,26 +7,45 @@ use super::UnpackError;
 /// Decompresses one LZO1X block (LZO1X-1, -1_15 and -999 share the format) that must expand to
 /// at most `max_out` bytes and must use all of `input`.
 pub fn decompress(input: &[u8], max_out: usize) -> Result<Vec<u8>, UnpackError> {
+    let mut out = Vec::new();
+    let n = decompress_into(input, max_out, &mut out)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// As [`decompress`], into `buf` (reused across calls: no allocation once it has grown to a
+/// block): the output is `buf[..n]` for the returned `n`; bytes after it are scratch.
+pub fn decompress_into(
+    input: &[u8],
+    max_out: usize,
+    buf: &mut Vec<u8>,
+) -> Result<usize, UnpackError> {
+    let initial = max_out.min(input.len().saturating_mul(4)).min(64 << 20);
+    let mut out = std::mem::take(buf);
+    if out.len() < initial {
+        out.resize(initial, 0);
+    }
     let mut d = Decoder {
         input,
         pos: 0,
-        out: vec![0; max_out.min(input.len().saturating_mul(4)).min(64 << 20)],
+        out,
         op: 0,
         max_out,
     };
-    d.run()?;
-    if d.pos != input.len() {
+    let ran = d.run();
+    let (pos, op) = (d.pos, d.op);
+    *buf = d.out;
+    ran?;
+    if pos != input.len() {
         return Err(UnpackError::Corrupt(format!(
-            "lzo: stream ends after {} of {} input bytes",
-            d.pos,
+            "lzo: stream ends after {pos} of {} input bytes",
             input.len()
         )));
     }
-    d.out.truncate(d.op);
-    Ok(d.out)
+    Ok(op)
 }
 
-/// The decoder's state. Output goes to `out[..op]`; `out` is zero-filled ahead of `op` and grows
+/// The decoder's state. Output goes to `out[..op]`; what `out` holds past `op` is scratch; it grows
 /// (doubling, never past `max_out`) as the stream needs room, so writes are plain slice copies.
 /// Bytes kept writable past the output's end, for fixed-size short copies.
 const SLACK: usize = 32;

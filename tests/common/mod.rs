@@ -6,6 +6,7 @@ pub mod archives;
 pub mod fs_images;
 pub mod measure;
 pub mod mutate;
+pub mod sevenz;
 pub mod streams;
 
 use std::path::{Path, PathBuf};

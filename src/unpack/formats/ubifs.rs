@@ -759,6 +759,8 @@ fn read_file(img: &[u8], ino: &Inode, mut blocks: Vec<Block>, ctx: &Ctx<'_>) -> 
 /// decodes into a [`BLOCK_SIZE`] slice of the file, so no block can expand further than that.
 #[derive(Default)]
 struct Decoder {
+    /// LZO's output buffer, reused from block to block.
+    lzo: Vec<u8>,
     inflate: Option<flate2::Decompress>,
     zstd: Option<zstd::bulk::Decompressor<'static>>,
 }
@@ -781,11 +783,10 @@ impl Decoder {
                 want
             }
             compr::LZO => {
-                let d = lzo::decompress(payload, BLOCK_SIZE)?;
-                let n = d.len();
+                let n = lzo::decompress_into(payload, BLOCK_SIZE, &mut self.lzo)?;
                 out.get_mut(..n)
                     .ok_or_else(|| corrupt("lzo block too large"))?
-                    .copy_from_slice(&d);
+                    .copy_from_slice(self.lzo.get(..n).unwrap_or_default());
                 n
             }
             compr::ZLIB => {
