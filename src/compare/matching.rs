@@ -41,6 +41,18 @@ pub struct PreparedSection<'a> {
     pub ssdeep: Option<SsdeepPrepared>,
     /// TLSH, parsed.
     pub tlsh: Option<Tlsh>,
+    /// [`key`] of `name`.
+    name_key: u64,
+    /// [`key`] of `sha256`.
+    sha_key: u64,
+}
+
+/// A 64-bit FNV-1a hash of a string: equal strings have equal keys, so comparing keys first
+/// skips most string comparisons in the inner loop without changing any outcome.
+fn key(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A file's digests parsed once, for many comparisons.
@@ -58,8 +70,10 @@ pub struct PreparedFile<'a> {
     pub identifier: Option<Tlsh>,
     /// ELF file whose code can be compared section by section (not packed, parsed).
     pub code_comparable: bool,
-    /// Positions in `sections`, sorted by name (stably), for lookups by name without hashing.
-    by_name: Vec<usize>,
+    /// (name key, position in `sections`), sorted: lookups by name without string hashing.
+    by_name: Vec<(u64, usize)>,
+    /// No two sections share a name key (so no two share a name).
+    unique_names: bool,
 }
 
 fn parse_ssdeep(s: Option<&String>) -> Option<SsdeepPrepared> {
@@ -84,6 +98,8 @@ impl<'a> PreparedFile<'a> {
                         sha256: &s.sha256,
                         ssdeep: parse_ssdeep(s.ssdeep.as_ref()),
                         tlsh: parse_tlsh(s.tlsh.as_ref()),
+                        name_key: key(&s.name),
+                        sha_key: key(&s.sha256),
                     })
                     .collect(),
                 parse_tlsh(elf.identifier_digest.as_ref()),
@@ -91,10 +107,15 @@ impl<'a> PreparedFile<'a> {
             ),
             None => (Vec::new(), None, false),
         };
-        let mut by_name: Vec<usize> = (0..sections.len()).collect();
-        by_name.sort_by(|&x, &y| {
-            let name = |i: usize| sections.get(i).map(|s: &PreparedSection<'_>| s.name);
-            name(x).cmp(&name(y))
+        let mut by_name: Vec<(u64, usize)> = sections
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name_key, i))
+            .collect();
+        by_name.sort_unstable();
+        let unique_names = by_name.windows(2).all(|w| match w {
+            [x, y] => x.0 != y.0,
+            _ => true,
         });
         Self {
             file,
@@ -104,15 +125,22 @@ impl<'a> PreparedFile<'a> {
             identifier,
             code_comparable,
             by_name,
+            unique_names,
         }
     }
 
-    /// The last section named `name` (the one a map by name would keep).
-    fn section_named(&self, name: &str) -> Option<&PreparedSection<'a>> {
-        let name_of = |i: &usize| self.sections.get(*i).map(|s| s.name);
-        let end = self.by_name.partition_point(|i| name_of(i) <= Some(name));
-        let i = *self.by_name.get(end.checked_sub(1)?)?;
-        self.sections.get(i).filter(|s| s.name == name)
+    /// The last section named like `s` (the one a map by name would keep).
+    fn section_named(&self, s: &PreparedSection<'_>) -> Option<&PreparedSection<'a>> {
+        let start = self.by_name.partition_point(|&(k, _)| k < s.name_key);
+        let end = self.by_name.partition_point(|&(k, _)| k <= s.name_key);
+        // Same key: the same name but for a hash collision; positions ascend, so the last
+        // equal name is the last section of that name.
+        self.by_name
+            .get(start..end)?
+            .iter()
+            .rev()
+            .filter_map(|&(_, i)| self.sections.get(i))
+            .find(|o| o.name == s.name)
     }
 
     /// The file's content class.
@@ -219,11 +247,19 @@ pub(crate) fn similarity(
     let elf = a.class().is_elf();
     m.packed = elf && !(a.code_comparable && b.code_comparable);
     let similarity = if elf && !m.packed {
-        let by_sections = section_similarity(a, b, t, details.then_some(&mut m.sections));
         m.identifier_tlsh = tlsh_distance(a.identifier.as_ref(), b.identifier.as_ref());
         let by_identifier = m
             .identifier_tlsh
             .map_or(0.0, |d| t.identifier_cap * t.identifier_similarity(d));
+        // Ranking needs only the matches: a pair whose sections provably stay below the
+        // minimum, with nothing else reaching it, is none.
+        if !details
+            && by_identifier.max(whole.unwrap_or(0.0)) < t.file_match_min
+            && sections_below(a, b, t, t.file_match_min)
+        {
+            return None;
+        }
+        let by_sections = section_similarity(a, b, t, details.then_some(&mut m.sections));
         by_sections.max(by_identifier).max(whole.unwrap_or(0.0))
     } else {
         whole?
@@ -233,6 +269,72 @@ pub(crate) fn similarity(
     }
     m.similarity = similarity;
     Some(m)
+}
+
+/// Whether [`section_similarity`] of `a` and `b` provably stays below `floor`, judged from the
+/// two heaviest sections of `a` (by weight × size) alone.
+///
+/// With `x = weight × max(size_a, size_b)` per matched section, the similarity is
+/// `Σ s·x / (Σ x + unmatched weight)` with every `s` in 0–1. Once the heaviest sections are
+/// scored (`m` of `t`), the rest can add at most `R` = the weighted sizes of `a`'s other
+/// sections plus those of `b`'s sections not yet matched (names of `a` being unique, each
+/// section of `b` is matched at most once), and `(m + R) / (t + R)` bounds the result: it grows
+/// with what the rest adds, whose similarity is at most 1. Only used with non-negative weights.
+fn sections_below(a: &PreparedFile<'_>, b: &PreparedFile<'_>, t: &Thresholds, floor: f64) -> bool {
+    let weights = [
+        t.section_text_weight,
+        t.section_rodata_weight,
+        t.section_data_weight,
+        t.section_other_weight,
+    ];
+    if !a.unique_names || weights.iter().any(|w| w.is_nan() || *w < 0.0) {
+        return false;
+    }
+    let weighted = |s: &PreparedSection<'_>| t.section_weight(s.name) * s.size as f64;
+    let mut heavy: [Option<(f64, &PreparedSection<'_>)>; 2] = [None, None];
+    let mut rest_a = 0.0;
+    for s in &a.sections {
+        let x = weighted(s);
+        rest_a += x;
+        match heavy {
+            [Some((h0, _)), _] if x <= h0 => {
+                if heavy[1].is_none_or(|(h1, _)| x > h1) {
+                    heavy[1] = Some((x, s));
+                }
+            }
+            _ => {
+                heavy[1] = heavy[0];
+                heavy[0] = Some((x, s));
+            }
+        }
+    }
+    let mut rest_b: f64 = b.sections.iter().map(weighted).sum();
+    let (mut matched, mut total) = (0.0, 0.0);
+    for (x, sa) in heavy.into_iter().flatten() {
+        rest_a -= x;
+        let Some(sb) = b.section_named(sa) else {
+            total += x;
+            continue;
+        };
+        let w = t.section_weight(sa.name);
+        rest_b -= w * sb.size as f64;
+        let weight = w * sa.size.max(sb.size) as f64;
+        let similarity = if sa.sha_key == sb.sha_key && sa.sha256 == sb.sha256 {
+            1.0
+        } else {
+            let ssdeep = ssdeep_score(sa.ssdeep.as_ref(), sb.ssdeep.as_ref());
+            let tlsh = tlsh_distance(sa.tlsh.as_ref(), sb.tlsh.as_ref());
+            t.digest_similarity(ssdeep, tlsh).unwrap_or(0.0)
+        };
+        if !(0.0..=1.0).contains(&similarity) {
+            return false;
+        }
+        total += weight;
+        matched += weight * similarity;
+    }
+    // A little slack for rounding: the bound must not undercut the value computed in file order.
+    let rest = (rest_a.max(0.0) + rest_b.max(0.0)) * (1.0 + 1e-9) + 1e-9;
+    (matched + rest) / (total + rest) < floor - 1e-9
 }
 
 /// The size-weighted similarity of sections matched by name (sections on one side only weigh in
@@ -247,11 +349,11 @@ fn section_similarity(
     let mut matched = 0.0;
     for sa in &a.sections {
         let w = t.section_weight(sa.name);
-        match b.section_named(sa.name) {
+        match b.section_named(sa) {
             Some(sb) => {
                 let weight = w * sa.size.max(sb.size) as f64;
                 total += weight;
-                let identical = sa.sha256 == sb.sha256;
+                let identical = sa.sha_key == sb.sha_key && sa.sha256 == sb.sha256;
                 let ssdeep = ssdeep_score(sa.ssdeep.as_ref(), sb.ssdeep.as_ref());
                 let tlsh = tlsh_distance(sa.tlsh.as_ref(), sb.tlsh.as_ref());
                 let similarity = if identical {
@@ -274,11 +376,7 @@ fn section_similarity(
             None => total += w * sa.size as f64,
         }
     }
-    for sb in b
-        .sections
-        .iter()
-        .filter(|s| a.section_named(s.name).is_none())
-    {
+    for sb in b.sections.iter().filter(|s| a.section_named(s).is_none()) {
         total += t.section_weight(sb.name) * sb.size as f64;
     }
     if total > 0.0 { matched / total } else { 0.0 }
