@@ -7,8 +7,11 @@ use std::path::Path;
 use bytes::Bytes;
 use fwsim::compare::cluster::{ScoreMatrix, average_linkage};
 use fwsim::compare::index::CorpusIndex;
+use fwsim::compare::matching::prepare;
 use fwsim::compare::rarity::DocFreq;
-use fwsim::compare::{Discount, ScoreContext, Thresholds, pair};
+use fwsim::compare::{
+    Discount, FileMatch, MatchKind, ScoreContext, Thresholds, file_similarity, pair, score,
+};
 use fwsim::corpus::{Entry, Labels};
 use fwsim::features::{FeatureParams, fingerprint};
 use fwsim::fingerprint::Fingerprint;
@@ -198,6 +201,119 @@ fn index_equals_pairwise_on_built_images() {
     // The rebrand and the second versions make fuzzy matches: the equality is not only about
     // identical files.
     assert!(fuzzy >= 10, "{fuzzy}");
+}
+
+/// The matching rule before radii were derived, written out plainly: the best counterpart of
+/// every file of `a` in `b` among the identical file, else every file of the same class that
+/// scores above 0 on ssdeep, lies below `tlsh_zero` on whole-file or identifier TLSH, or shares
+/// an ELF section — first in file order among equals.
+fn unpruned_pair(a: &Fingerprint, b: &Fingerprint, t: &Thresholds) -> Vec<FileMatch> {
+    let pb = prepare(b);
+    let mut out = Vec::new();
+    for (ai, fa) in prepare(a) {
+        if let Some((bi, fb)) = pb.iter().find(|(_, f)| f.file.sha256 == fa.file.sha256) {
+            let mut m = file_similarity(&fa, fb, t).unwrap();
+            (m.a, m.b) = (ai, *bi);
+            out.push(m);
+            continue;
+        }
+        let below = |x: Option<&Tlsh>, y: Option<&Tlsh>| matches!((x, y), (Some(x), Some(y)) if x.diff(y) < t.tlsh_zero);
+        let mut best: Option<FileMatch> = None;
+        for (bi, fb) in &pb {
+            let ssdeep = match (&fa.ssdeep, &fb.ssdeep) {
+                (Some(x), Some(y)) => x.compare(y).is_some_and(|s| s > 0),
+                _ => false,
+            };
+            let candidate = ssdeep
+                || (fb.class() == fa.class()
+                    && (below(fa.tlsh.as_ref(), fb.tlsh.as_ref())
+                        || below(fa.identifier.as_ref(), fb.identifier.as_ref())
+                        || fa.sections.iter().any(|s| {
+                            s.size > 0 && fb.sections.iter().any(|o| o.sha256 == s.sha256)
+                        })));
+            if !candidate {
+                continue;
+            }
+            if let Some(mut m) = file_similarity(&fa, fb, t) {
+                if m.similarity >= t.file_match_min
+                    && best.as_ref().is_none_or(|x| m.similarity > x.similarity)
+                {
+                    (m.a, m.b) = (ai, *bi);
+                    best = Some(m);
+                }
+            }
+        }
+        out.extend(best);
+    }
+    out
+}
+
+#[test]
+fn derived_radii_and_matrix_pruning_change_no_match_and_no_score() {
+    let b = built();
+    let df = docfreq(&b.corpus);
+    let t = Thresholds::default();
+    let d = Discount::default();
+    let ctx = ScoreContext {
+        docfreq: &df,
+        docfreq_source: "corpus",
+        thresholds: &t,
+        discount: &d,
+        labels_a: None,
+        labels_b: None,
+    };
+    let mut entries = b.corpus.clone();
+    entries.push(Entry {
+        id: 6,
+        labels: Labels::default(),
+        family: "nordlicht".into(),
+        fingerprint: b.rebrand.clone(),
+    });
+    // Whole-file radii are derived from the thresholds: a stricter match minimum prunes more,
+    // and must still leave every match in place.
+    let strict = Thresholds {
+        file_match_min: 0.5,
+        ..Thresholds::default()
+    };
+    let mut fuzzy = 0;
+    for t in [&t, &strict] {
+        for x in &entries {
+            for y in &entries {
+                let expected = unpruned_pair(&x.fingerprint, &y.fingerprint, t);
+                fuzzy += expected
+                    .iter()
+                    .filter(|m| m.kind == MatchKind::Fuzzy)
+                    .count();
+                assert_eq!(
+                    pair(&x.fingerprint, &y.fingerprint, t),
+                    expected,
+                    "{} vs {}",
+                    x.fingerprint.image.name,
+                    y.fingerprint.image.name
+                );
+            }
+        }
+    }
+    assert!(fuzzy >= 20, "{fuzzy}");
+    // The matrix queries each image against the later ones only and scores pairs sharing
+    // nothing without matches: every pair as `score(pair)` gives it.
+    let index = CorpusIndex::new(&entries);
+    let pairs = index.all_pairs(&ctx);
+    assert_eq!(pairs.len(), 6 * 5 / 2);
+    for p in &pairs {
+        let (ea, eb) = (&entries[p.a], &entries[p.b]);
+        let direct = score(
+            &ea.fingerprint,
+            &eb.fingerprint,
+            &pair(&ea.fingerprint, &eb.fingerprint, &t),
+            &ScoreContext {
+                labels_a: Some(&ea.labels),
+                labels_b: Some(&eb.labels),
+                ..ctx
+            },
+        );
+        assert_eq!(p.comparison, direct, "{} vs {}", p.a, p.b);
+    }
 }
 
 #[test]

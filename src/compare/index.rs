@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use rayon::prelude::*;
 
 use super::FileMatch;
-use super::matching::{PreparedFile, file_similarity, prepare};
+use super::matching::{PreparedFile, file_similarity, prepare, search_radii, similarity};
 use super::score::{Comparison, ScoreContext, score};
 use super::thresholds::Thresholds;
 use crate::corpus::Entry;
@@ -128,11 +128,13 @@ pub struct IndexStats {
 /// A query reproduces [`pair`](super::matching::pair) image by image. For every file of the
 /// probe, `pair` takes an identical file of the image if there is one, else the most similar of
 /// the candidates — files sharing an ssdeep 7-gram at a comparable block size (scoring above 0),
-/// files of the same class whose whole-file or identifier TLSH lies below `tlsh_zero`, and files
-/// of the same class sharing an ELF section's SHA-256 — that reaches `file_match_min`, the first
-/// in file order among equals. The index finds exactly those candidates in every image at once,
-/// through the SHA-256 postings, [`SsdeepIndex`] and [`TlshIndex`], then scores them with
-/// [`file_similarity`] in file order with the same rule.
+/// files of the same class within the TLSH radii of [`search_radii`] (whole file and, for ELF
+/// code, identifier: derived from the thresholds so that no file beyond them can reach
+/// `file_match_min`), and files of the same class sharing an ELF section's SHA-256 — that
+/// reaches `file_match_min`, the first in file order among equals. The index finds exactly those
+/// candidates in every image at once, through the SHA-256 postings, [`SsdeepIndex`] and
+/// [`TlshIndex`], ranks them on the similarity alone and scores the winner of each image with
+/// [`file_similarity`] (section details included).
 #[derive(Debug)]
 pub struct CorpusIndex<'a> {
     /// The entries, in the order given.
@@ -314,12 +316,22 @@ impl<'a> CorpusIndex<'a> {
     /// Every corpus image sharing a matched file or an evidence item with `probe`, ascending by
     /// image number, with the file matches `pair(probe, image, t)` gives.
     pub fn query(&self, probe: &Fingerprint, t: &Thresholds) -> Vec<ImageMatches> {
+        self.query_where(probe, t, &|_| true)
+    }
+
+    /// [`query`](Self::query) restricted to the images `keep` accepts (by image number).
+    fn query_where(
+        &self,
+        probe: &Fingerprint,
+        t: &Thresholds,
+        keep: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Vec<ImageMatches> {
         let prepared = prepare(probe);
         // Candidates of every probe file first, then each candidate file parsed once (many
         // probe files name the same candidates), then the best per image.
         let found: Vec<Candidates> = prepared
             .par_iter()
-            .map(|(_, f)| self.candidates(f, t))
+            .map(|(_, f)| self.candidates(f, t, keep))
             .collect();
         let mut union: Vec<u32> = found.iter().flat_map(|(_, c)| c.iter().copied()).collect();
         union.par_sort_unstable();
@@ -370,7 +382,7 @@ impl<'a> CorpusIndex<'a> {
             }
             let mut last = None;
             for &image in self.evidence.get(&ev.value) {
-                if last == Some(image) {
+                if last == Some(image) || !keep(image) {
                     continue;
                 }
                 let holds = self.entries.get(image as usize).is_some_and(|e| {
@@ -421,50 +433,52 @@ impl<'a> CorpusIndex<'a> {
     }
 
     /// Every pair `a < b` of indexed images scored (`compare(a, b)`: A's files matched in B),
-    /// in (a, b) order. Matches come from [`query`](Self::query); pairs sharing nothing are
-    /// scored with no matches, so that coverage alone can still make them `inconclusive`.
+    /// in (a, b) order. Each image is queried once against the images after it (the index is
+    /// built once over all of them), in parallel, and its pairs are scored as soon as its query
+    /// is answered; pairs sharing nothing are scored with no matches — what `pair` gives them,
+    /// as they have no candidate — so that coverage alone can still make them `inconclusive`.
     pub fn all_pairs(&self, ctx: &ScoreContext<'_>) -> Vec<PairScore> {
         let n = self.entries.len();
-        let hits: Vec<Vec<ImageMatches>> = self
-            .entries
-            .par_iter()
-            .map(|e| self.query(&e.fingerprint, ctx.thresholds))
-            .collect();
-        let pairs: Vec<(usize, usize, Vec<FileMatch>)> = hits
-            .into_iter()
-            .enumerate()
-            .flat_map(|(a, row)| {
-                let mut matched: HashMap<usize, Vec<FileMatch>> = row
+        (0..n)
+            .into_par_iter()
+            .flat_map_iter(|a| {
+                let after = u32::try_from(a).unwrap_or(u32::MAX);
+                let mut matched: HashMap<usize, Vec<FileMatch>> = self
+                    .entries
+                    .get(a)
+                    .map(|e| self.query_where(&e.fingerprint, ctx.thresholds, &|b| b > after))
+                    .unwrap_or_default()
                     .into_iter()
-                    .filter(|h| h.image > a)
                     .map(|h| (h.image, h.matches))
                     .collect();
                 (a.saturating_add(1)..n)
-                    .map(|b| (a, b, matched.remove(&b).unwrap_or_default()))
+                    .filter_map(|b| {
+                        let (ea, eb) = (self.entries.get(a)?, self.entries.get(b)?);
+                        let ctx = ScoreContext {
+                            labels_a: Some(&ea.labels),
+                            labels_b: Some(&eb.labels),
+                            ..*ctx
+                        };
+                        let matches = matched.remove(&b).unwrap_or_default();
+                        Some(PairScore {
+                            a,
+                            b,
+                            comparison: score(&ea.fingerprint, &eb.fingerprint, &matches, &ctx),
+                        })
+                    })
                     .collect::<Vec<_>>()
-            })
-            .collect();
-        pairs
-            .into_par_iter()
-            .filter_map(|(a, b, matches)| {
-                let (ea, eb) = (self.entries.get(a)?, self.entries.get(b)?);
-                let ctx = ScoreContext {
-                    labels_a: Some(&ea.labels),
-                    labels_b: Some(&eb.labels),
-                    ..*ctx
-                };
-                Some(PairScore {
-                    a,
-                    b,
-                    comparison: score(&ea.fingerprint, &eb.fingerprint, &matches, &ctx),
-                })
             })
             .collect()
     }
 
     /// For one probe file: its identical counterparts as (image, match), and the file numbers
     /// of its fuzzy candidates (same class, in images without an identical file), ascending.
-    fn candidates(&self, probe: &PreparedFile<'_>, t: &Thresholds) -> Candidates {
+    fn candidates(
+        &self,
+        probe: &PreparedFile<'_>,
+        t: &Thresholds,
+        keep: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Candidates {
         let mut out: Vec<(u32, FileMatch)> = Vec::new();
         // Identical files first: an image holding the same bytes answers with them.
         // Files with the probe's SHA-256 answer as the probe answers to itself (the identical
@@ -476,7 +490,7 @@ impl<'a> CorpusIndex<'a> {
             .flatten()
         {
             for &g in same {
-                if let Some(at) = self.files.get(g as usize) {
+                if let Some(at) = self.files.get(g as usize).filter(|at| keep(at.image)) {
                     identical_in.push(at.image);
                     out.push((
                         at.image,
@@ -498,19 +512,22 @@ impl<'a> CorpusIndex<'a> {
                     .filter_map(|(i, _)| self.ssdeep_owner.get(i).copied()),
             );
         }
-        if t.tlsh_zero > 0 {
-            let radius = t.tlsh_zero - 1;
-            for (digest, index, owner) in [
-                (&probe.tlsh, &self.tlsh, &self.tlsh_owner),
-                (&probe.identifier, &self.identifier, &self.identifier_owner),
-            ] {
-                if let Some(d) = digest {
-                    index.for_each_within(d, radius, |i, _| {
-                        if let Some(&g) = owner.get(i) {
-                            candidates.push(g);
-                        }
-                    });
-                }
+        let (whole, identifier) = search_radii(probe, t);
+        for (digest, radius, index, owner) in [
+            (&probe.tlsh, whole, &self.tlsh, &self.tlsh_owner),
+            (
+                &probe.identifier,
+                identifier,
+                &self.identifier,
+                &self.identifier_owner,
+            ),
+        ] {
+            if let (Some(d), Some(radius)) = (digest, radius) {
+                index.for_each_within(d, radius, |i, _| {
+                    if let Some(&g) = owner.get(i) {
+                        candidates.push(g);
+                    }
+                });
             }
         }
         for s in probe.sections.iter().filter(|s| s.size > 0) {
@@ -521,7 +538,7 @@ impl<'a> CorpusIndex<'a> {
         let class = probe.class();
         candidates.retain(|&g| {
             self.file(g).is_some_and(|(at, f)| {
-                identical_in.binary_search(&at.image).is_err() && f.class == class
+                identical_in.binary_search(&at.image).is_err() && f.class == class && keep(at.image)
             })
         });
         (out, candidates)
@@ -541,31 +558,39 @@ impl<'a> CorpusIndex<'a> {
     where
         'a: 'p,
     {
-        let mut best: Option<(u32, FileMatch)> = None;
+        // Candidates are ranked on the similarity alone; the winner of each image is scored
+        // again with its section details (the same computation, so the same numbers).
+        let detailed = |g: u32| {
+            let at = self.files.get(g as usize)?;
+            let mut m = file_similarity(probe, parsed(g)?, t)?;
+            m.b = at.file as usize;
+            Some((at.image, m))
+        };
+        // (image, file number, similarity) of the best candidate so far in the current image.
+        let mut best: Option<(u32, u32, f64)> = None;
         for &g in candidates {
             let (Some(at), Some(f)) = (self.files.get(g as usize), parsed(g)) else {
                 continue;
             };
-            if let Some((image, _)) = &best {
-                if *image != at.image {
-                    out.extend(best.take());
+            if let Some((image, won, _)) = best {
+                if image != at.image {
+                    out.extend(detailed(won));
+                    best = None;
                 }
             }
-            let Some(mut m) = file_similarity(probe, f, t) else {
+            let Some(m) = similarity(probe, f, t, false) else {
                 continue;
             };
             if m.similarity < t.file_match_min {
                 continue;
             }
-            m.b = at.file as usize;
-            if best
-                .as_ref()
-                .is_none_or(|(_, b)| m.similarity > b.similarity)
-            {
-                best = Some((at.image, m));
+            if best.is_none_or(|(_, _, s)| m.similarity > s) {
+                best = Some((at.image, g, m.similarity));
             }
         }
-        out.extend(best);
+        if let Some((_, won, _)) = best {
+            out.extend(detailed(won));
+        }
         out.sort_by_key(|(image, _)| *image);
         out
     }

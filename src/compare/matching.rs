@@ -15,6 +15,10 @@
 //!   file's similarity is the larger of the two, and the whole-file digests can only add;
 //! - everything else, and packed ELF files (marked `packed`, left out of code scores): the
 //!   whole-file [`Thresholds::digest_similarity`].
+//!
+//! Counterparts are looked for among candidates only ([`search_radii`]): beyond the whole-file
+//! TLSH radius derived from the thresholds ([`whole_tlsh_radius`]) a file without ssdeep overlap
+//! provably stays below `file_match_min`, so it is never scored.
 
 use std::collections::HashMap;
 
@@ -37,6 +41,18 @@ pub struct PreparedSection<'a> {
     pub ssdeep: Option<SsdeepPrepared>,
     /// TLSH, parsed.
     pub tlsh: Option<Tlsh>,
+    /// [`key`] of `name`.
+    name_key: u64,
+    /// [`key`] of `sha256`.
+    sha_key: u64,
+}
+
+/// A 64-bit FNV-1a hash of a string: equal strings have equal keys, so comparing keys first
+/// skips most string comparisons in the inner loop without changing any outcome.
+fn key(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A file's digests parsed once, for many comparisons.
@@ -54,6 +70,10 @@ pub struct PreparedFile<'a> {
     pub identifier: Option<Tlsh>,
     /// ELF file whose code can be compared section by section (not packed, parsed).
     pub code_comparable: bool,
+    /// (name key, position in `sections`), sorted: lookups by name without string hashing.
+    by_name: Vec<(u64, usize)>,
+    /// No two sections share a name key (so no two share a name).
+    unique_names: bool,
 }
 
 fn parse_ssdeep(s: Option<&String>) -> Option<SsdeepPrepared> {
@@ -78,6 +98,8 @@ impl<'a> PreparedFile<'a> {
                         sha256: &s.sha256,
                         ssdeep: parse_ssdeep(s.ssdeep.as_ref()),
                         tlsh: parse_tlsh(s.tlsh.as_ref()),
+                        name_key: key(&s.name),
+                        sha_key: key(&s.sha256),
                     })
                     .collect(),
                 parse_tlsh(elf.identifier_digest.as_ref()),
@@ -85,6 +107,16 @@ impl<'a> PreparedFile<'a> {
             ),
             None => (Vec::new(), None, false),
         };
+        let mut by_name: Vec<(u64, usize)> = sections
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name_key, i))
+            .collect();
+        by_name.sort_unstable();
+        let unique_names = by_name.windows(2).all(|w| match w {
+            [x, y] => x.0 != y.0,
+            _ => true,
+        });
         Self {
             file,
             ssdeep: parse_ssdeep(file.digests.ssdeep.as_ref()),
@@ -92,12 +124,59 @@ impl<'a> PreparedFile<'a> {
             sections,
             identifier,
             code_comparable,
+            by_name,
+            unique_names,
         }
+    }
+
+    /// The last section named like `s` (the one a map by name would keep).
+    fn section_named(&self, s: &PreparedSection<'_>) -> Option<&PreparedSection<'a>> {
+        let start = self.by_name.partition_point(|&(k, _)| k < s.name_key);
+        let end = self.by_name.partition_point(|&(k, _)| k <= s.name_key);
+        // Same key: the same name but for a hash collision; positions ascend, so the last
+        // equal name is the last section of that name.
+        self.by_name
+            .get(start..end)?
+            .iter()
+            .rev()
+            .filter_map(|&(_, i)| self.sections.get(i))
+            .find(|o| o.name == s.name)
     }
 
     /// The file's content class.
     pub fn class(&self) -> ContentClass {
         self.file.class
+    }
+}
+
+/// The largest TLSH distance below `tlsh_zero` at which two files' whole-file digests alone can
+/// still make a match (similarity above 0 and at least `file_match_min`) when ssdeep does not
+/// help — it scores 0 or cannot compare, which is all that is left for a file outside the ssdeep
+/// index's hits; `None` when no distance can. Derived by evaluating
+/// [`Thresholds::digest_similarity`] at every distance, so it follows the thresholds as given.
+pub fn whole_tlsh_radius(t: &Thresholds) -> Option<u32> {
+    (0..t.tlsh_zero).rev().find(|&d| {
+        [None, Some(0)].into_iter().any(|s| {
+            t.digest_similarity(s, Some(d))
+                .is_some_and(|x| x > 0.0 && x >= t.file_match_min)
+        })
+    })
+}
+
+/// The TLSH radii (whole file, ELF identifier) within which `probe`'s fuzzy counterparts are
+/// looked for; every file outside both, outside the ssdeep hits and sharing no section is
+/// provably no match.
+///
+/// A probe that is not comparable code (not ELF, or packed) is matched on whole-file digests
+/// only, so [`whole_tlsh_radius`] bounds it and identifiers do not count. Comparable ELF code
+/// can also match through its sections, whose digests are not indexed: for it the candidates
+/// stay every file whose whole-file or identifier TLSH lies below `tlsh_zero`.
+pub fn search_radii(probe: &PreparedFile<'_>, t: &Thresholds) -> (Option<u32>, Option<u32>) {
+    if probe.class().is_elf() && probe.code_comparable {
+        let r = t.tlsh_zero.checked_sub(1);
+        (r, r)
+    } else {
+        (whole_tlsh_radius(t), None)
     }
 }
 
@@ -133,6 +212,17 @@ pub fn file_similarity(
     b: &PreparedFile<'_>,
     t: &Thresholds,
 ) -> Option<FileMatch> {
+    similarity(a, b, t, true)
+}
+
+/// [`file_similarity`], with the per-section details (`sections`) left empty unless `details`:
+/// the same similarity without allocating, for ranking many candidates.
+pub(crate) fn similarity(
+    a: &PreparedFile<'_>,
+    b: &PreparedFile<'_>,
+    t: &Thresholds,
+    details: bool,
+) -> Option<FileMatch> {
     let mut m = FileMatch {
         a: 0,
         b: 0,
@@ -157,12 +247,19 @@ pub fn file_similarity(
     let elf = a.class().is_elf();
     m.packed = elf && !(a.code_comparable && b.code_comparable);
     let similarity = if elf && !m.packed {
-        let (sections, by_sections) = section_similarity(a, b, t);
-        m.sections = sections;
         m.identifier_tlsh = tlsh_distance(a.identifier.as_ref(), b.identifier.as_ref());
         let by_identifier = m
             .identifier_tlsh
             .map_or(0.0, |d| t.identifier_cap * t.identifier_similarity(d));
+        // Ranking needs only the matches: a pair whose sections provably stay below the
+        // minimum, with nothing else reaching it, is none.
+        if !details
+            && by_identifier.max(whole.unwrap_or(0.0)) < t.file_match_min
+            && sections_below(a, b, t, t.file_match_min)
+        {
+            return None;
+        }
+        let by_sections = section_similarity(a, b, t, details.then_some(&mut m.sections));
         by_sections.max(by_identifier).max(whole.unwrap_or(0.0))
     } else {
         whole?
@@ -174,25 +271,89 @@ pub fn file_similarity(
     Some(m)
 }
 
-/// Matched sections by name and their size-weighted similarity (sections on one side only weigh
-/// in as 0).
+/// Whether [`section_similarity`] of `a` and `b` provably stays below `floor`, judged from the
+/// two heaviest sections of `a` (by weight × size) alone.
+///
+/// With `x = weight × max(size_a, size_b)` per matched section, the similarity is
+/// `Σ s·x / (Σ x + unmatched weight)` with every `s` in 0–1. Once the heaviest sections are
+/// scored (`m` of `t`), the rest can add at most `R` = the weighted sizes of `a`'s other
+/// sections plus those of `b`'s sections not yet matched (names of `a` being unique, each
+/// section of `b` is matched at most once), and `(m + R) / (t + R)` bounds the result: it grows
+/// with what the rest adds, whose similarity is at most 1. Only used with non-negative weights.
+fn sections_below(a: &PreparedFile<'_>, b: &PreparedFile<'_>, t: &Thresholds, floor: f64) -> bool {
+    let weights = [
+        t.section_text_weight,
+        t.section_rodata_weight,
+        t.section_data_weight,
+        t.section_other_weight,
+    ];
+    if !a.unique_names || weights.iter().any(|w| w.is_nan() || *w < 0.0) {
+        return false;
+    }
+    let weighted = |s: &PreparedSection<'_>| t.section_weight(s.name) * s.size as f64;
+    let mut heavy: [Option<(f64, &PreparedSection<'_>)>; 2] = [None, None];
+    let mut rest_a = 0.0;
+    for s in &a.sections {
+        let x = weighted(s);
+        rest_a += x;
+        match heavy {
+            [Some((h0, _)), _] if x <= h0 => {
+                if heavy[1].is_none_or(|(h1, _)| x > h1) {
+                    heavy[1] = Some((x, s));
+                }
+            }
+            _ => {
+                heavy[1] = heavy[0];
+                heavy[0] = Some((x, s));
+            }
+        }
+    }
+    let mut rest_b: f64 = b.sections.iter().map(weighted).sum();
+    let (mut matched, mut total) = (0.0, 0.0);
+    for (x, sa) in heavy.into_iter().flatten() {
+        rest_a -= x;
+        let Some(sb) = b.section_named(sa) else {
+            total += x;
+            continue;
+        };
+        let w = t.section_weight(sa.name);
+        rest_b -= w * sb.size as f64;
+        let weight = w * sa.size.max(sb.size) as f64;
+        let similarity = if sa.sha_key == sb.sha_key && sa.sha256 == sb.sha256 {
+            1.0
+        } else {
+            let ssdeep = ssdeep_score(sa.ssdeep.as_ref(), sb.ssdeep.as_ref());
+            let tlsh = tlsh_distance(sa.tlsh.as_ref(), sb.tlsh.as_ref());
+            t.digest_similarity(ssdeep, tlsh).unwrap_or(0.0)
+        };
+        if !(0.0..=1.0).contains(&similarity) {
+            return false;
+        }
+        total += weight;
+        matched += weight * similarity;
+    }
+    // A little slack for rounding: the bound must not undercut the value computed in file order.
+    let rest = (rest_a.max(0.0) + rest_b.max(0.0)) * (1.0 + 1e-9) + 1e-9;
+    (matched + rest) / (total + rest) < floor - 1e-9
+}
+
+/// The size-weighted similarity of sections matched by name (sections on one side only weigh in
+/// as 0), pushing each matched section to `out` when given.
 fn section_similarity(
     a: &PreparedFile<'_>,
     b: &PreparedFile<'_>,
     t: &Thresholds,
-) -> (Vec<SectionMatch>, f64) {
-    let by_name: HashMap<&str, &PreparedSection<'_>> =
-        b.sections.iter().map(|s| (s.name, s)).collect();
-    let mut out = Vec::new();
+    mut out: Option<&mut Vec<SectionMatch>>,
+) -> f64 {
     let mut total = 0.0;
     let mut matched = 0.0;
     for sa in &a.sections {
         let w = t.section_weight(sa.name);
-        match by_name.get(sa.name) {
+        match b.section_named(sa) {
             Some(sb) => {
                 let weight = w * sa.size.max(sb.size) as f64;
                 total += weight;
-                let identical = sa.sha256 == sb.sha256;
+                let identical = sa.sha_key == sb.sha_key && sa.sha256 == sb.sha256;
                 let ssdeep = ssdeep_score(sa.ssdeep.as_ref(), sb.ssdeep.as_ref());
                 let tlsh = tlsh_distance(sa.tlsh.as_ref(), sb.tlsh.as_ref());
                 let similarity = if identical {
@@ -201,24 +362,24 @@ fn section_similarity(
                     t.digest_similarity(ssdeep, tlsh).unwrap_or(0.0)
                 };
                 matched += weight * similarity;
-                out.push(SectionMatch {
-                    name: sa.name.to_owned(),
-                    size: (sa.size, sb.size),
-                    identical,
-                    ssdeep,
-                    tlsh,
-                    similarity,
-                });
+                if let Some(out) = out.as_deref_mut() {
+                    out.push(SectionMatch {
+                        name: sa.name.to_owned(),
+                        size: (sa.size, sb.size),
+                        identical,
+                        ssdeep,
+                        tlsh,
+                        similarity,
+                    });
+                }
             }
             None => total += w * sa.size as f64,
         }
     }
-    let names_a: std::collections::HashSet<&str> = a.sections.iter().map(|s| s.name).collect();
-    for sb in b.sections.iter().filter(|s| !names_a.contains(s.name)) {
+    for sb in b.sections.iter().filter(|s| a.section_named(s).is_none()) {
         total += t.section_weight(sb.name) * sb.size as f64;
     }
-    let score = if total > 0.0 { matched / total } else { 0.0 };
-    (out, score)
+    if total > 0.0 { matched / total } else { 0.0 }
 }
 
 /// Image B prepared for many lookups: its files, a SHA-256 map and an ssdeep index.
@@ -278,15 +439,16 @@ impl<'a> Prepared<'a> {
             })
             .unwrap_or_default();
         let class = probe.class();
+        let (whole, identifier) = search_radii(probe, t);
         for (k, (_, f)) in self.files.iter().enumerate() {
             if f.class() != class {
                 continue;
             }
-            let near = |x: Option<&Tlsh>, y: Option<&Tlsh>| {
-                tlsh_distance(x, y).is_some_and(|d| d < t.tlsh_zero)
+            let near = |x: Option<&Tlsh>, y: Option<&Tlsh>, r: Option<u32>| {
+                r.is_some_and(|r| tlsh_distance(x, y).is_some_and(|d| d <= r))
             };
-            let close = near(probe.tlsh.as_ref(), f.tlsh.as_ref())
-                || near(probe.identifier.as_ref(), f.identifier.as_ref())
+            let close = near(probe.tlsh.as_ref(), f.tlsh.as_ref(), whole)
+                || near(probe.identifier.as_ref(), f.identifier.as_ref(), identifier)
                 || probe.sections.iter().any(|s| {
                     f.sections
                         .iter()
@@ -298,23 +460,25 @@ impl<'a> Prepared<'a> {
         }
         candidates.sort_unstable();
         candidates.dedup();
-        let mut best: Option<FileMatch> = None;
+        let mut best: Option<(usize, f64)> = None;
         for k in candidates {
-            let Some((bi, f)) = self.files.get(k) else {
+            let Some((_, f)) = self.files.get(k) else {
                 continue;
             };
-            let Some(mut m) = file_similarity(probe, f, t) else {
+            let Some(m) = similarity(probe, f, t, false) else {
                 continue;
             };
             if m.similarity < t.file_match_min {
                 continue;
             }
-            m.b = *bi;
-            if best.as_ref().is_none_or(|b| m.similarity > b.similarity) {
-                best = Some(m);
+            if best.is_none_or(|(_, s)| m.similarity > s) {
+                best = Some((k, m.similarity));
             }
         }
-        best
+        let (bi, f) = self.files.get(best?.0)?;
+        let mut m = file_similarity(probe, f, t)?;
+        m.b = *bi;
+        Some(m)
     }
 }
 
@@ -375,6 +539,59 @@ mod tests {
             &crate::features::elf::ElfParams::default(),
         ));
         f
+    }
+
+    #[test]
+    fn whole_tlsh_radius_follows_the_thresholds() {
+        // Defaults: 0.8 × (1 − d/100) ≥ 0.3 up to d = 62.5; with ssdeep at 0, only up to 12.
+        assert_eq!(whole_tlsh_radius(&Thresholds::default()), Some(62));
+        let t = Thresholds {
+            tlsh_weight: 1.0,
+            file_match_min: 0.5,
+            ..Thresholds::default()
+        };
+        assert_eq!(whole_tlsh_radius(&t), Some(50));
+        // TLSH alone can never reach the minimum: no radius.
+        let t = Thresholds {
+            file_match_min: 0.9,
+            ..Thresholds::default()
+        };
+        assert_eq!(whole_tlsh_radius(&t), None);
+        // A minimum of 0 still asks for a similarity above 0: below `tlsh_zero`.
+        let t = Thresholds {
+            file_match_min: 0.0,
+            ..Thresholds::default()
+        };
+        assert_eq!(whole_tlsh_radius(&t), Some(99));
+    }
+
+    #[test]
+    fn files_beyond_the_radius_never_match_on_whole_digests() {
+        let t = Thresholds::default();
+        let r = whole_tlsh_radius(&t).unwrap();
+        let base = text(7, 20_000);
+        let (mut near, mut far) = (0, 0);
+        for k in 0..60u64 {
+            // Ever more of the text replaced: TLSH distances sweep across the radius.
+            let mut other = base.clone();
+            let n = (k as usize * 300).min(other.len());
+            other[..n].copy_from_slice(&text(1000 + k, n));
+            let (fa, fb) = (
+                file(&base, ContentClass::Config),
+                file(&other, ContentClass::Config),
+            );
+            let (pa, pb) = (PreparedFile::new(&fa), PreparedFile::new(&fb));
+            let d = pa.tlsh.as_ref().unwrap().diff(pb.tlsh.as_ref().unwrap());
+            let ssdeep = ssdeep_score(pa.ssdeep.as_ref(), pb.ssdeep.as_ref());
+            let m = file_similarity(&pa, &pb, &t).map_or(0.0, |m| m.similarity);
+            if d > r && ssdeep.is_none_or(|s| s == 0) {
+                far += 1;
+                assert!(m < t.file_match_min, "{d} {ssdeep:?} {m}");
+            } else {
+                near += 1;
+            }
+        }
+        assert!(near > 0 && far > 0, "{near} {far}");
     }
 
     #[test]

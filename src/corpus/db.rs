@@ -371,9 +371,19 @@ impl Corpus {
     pub fn load(&self) -> Result<(Vec<Entry>, DocFreq)> {
         let tx = self.conn.unchecked_transaction()?;
         let raw = raw_entries(&tx)?;
-        let df = doc_freq_in(&tx)?;
+        // Fingerprints decode on the thread pool while this thread reads the frequencies.
+        let (entries, df) = std::thread::scope(|s| {
+            let decoding = s.spawn(|| decode_all(raw));
+            let df = doc_freq_in(&tx);
+            (decoding.join(), df)
+        });
+        let df = df?;
         tx.finish()?;
-        Ok((decode_all(raw)?, df))
+        let entries = entries.map_err(|_| CorpusError::BadRecord {
+            id: 0,
+            reason: "decoding stopped".into(),
+        })??;
+        Ok((entries, df))
     }
 
     /// The fingerprint of one image.
