@@ -398,6 +398,26 @@ fn hisilicon_and_goke_sdk_sets_share_an_sdk() {
 }
 
 #[test]
+fn escam_and_openipc_hisilicon_kernel_modules_share_an_sdk() {
+    // Both folders hold nothing but HiSilicon's Hi3516EV200 SDK kernel modules, similar builds.
+    let Some(escam) = folder(&["gadonline__escam_pvr008/rootfs/ko"]) else {
+        return;
+    };
+    let openipc =
+        folder(&["OpenIPC__firmware/general/package/hisilicon-osdrv-hi3516ev200/files/kmod"])
+            .unwrap();
+    let c = cmp(&escam, &openipc);
+    assert!(c.similar_files + c.identical_files >= 20, "{}", show(&c));
+    // The modules are platform material: no code sub-score, and they carry `sdk_share`.
+    assert_eq!(c.sub_scores.code, None, "{}", show(&c));
+    assert!(c.sub_scores.platform.is_some(), "{}", show(&c));
+    let t = Thresholds::default();
+    assert!(c.sdk_share >= t.sdk_share, "{}", show(&c));
+    assert!(c.score < t.same_software, "{}", show(&c));
+    assert_eq!(c.verdict, Verdict::SharedSdk, "{}", show(&c));
+}
+
+#[test]
 fn dahua_and_xiongmai_are_not_the_same_software() {
     // The Dahua romfs as extracted (the raw partition in the sample set is cut at 1 KiB).
     let Some(dh) = folder(&["BotoX__DH_IPC-HX4XXX-Eos/romfs-x.squashfs.img.extracted"]) else {

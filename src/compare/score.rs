@@ -9,6 +9,9 @@
 //! matched with similarity `s` contributes `s` of its mass; on the B side a file's best match
 //! counts), times 100. The score is the weighted mean of the sub-scores both images have material
 //! for, raised to `shared_secret_floor` when a private key or certificate of weight is shared.
+//! Linux kernel modules (`ET_REL` with `.modinfo` or a `.ko` name) are the chip vendor's drivers, which every
+//! vendor on that SoC ships: they are platform material, not code, and count toward `sdk_share`
+//! (with code outside open-source components), so images sharing only them come out `shared-sdk`.
 //! Symmetry: every share is measured on both sides and combined by a symmetric mean, so
 //! `score(A, B)` and `score(B, A)` differ only where best counterparts differ by direction.
 
@@ -50,7 +53,7 @@ pub struct ScoreContext<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
-    /// ELF executables, libraries and modules.
+    /// ELF executables and libraries (kernel modules are [`Category::Platform`]).
     Code,
     /// Other files, strings and build-environment evidence.
     Data,
@@ -58,7 +61,7 @@ pub enum Category {
     WebConfig,
     /// Certificates, keys and password hashes.
     Crypto,
-    /// Kernel, device tree, SoC, bootloader.
+    /// Kernel, kernel modules, device tree, SoC, bootloader.
     Platform,
 }
 
@@ -89,12 +92,16 @@ impl Category {
             .as_ref()
             .is_some_and(|e| e.packer.is_some() || !e.code_comparable);
         match f.class {
-            c if c.is_elf() && !packed => Category::Code,
+            c if c.is_elf() && c != ContentClass::ElfKernelModule && !packed => Category::Code,
             ContentClass::WebAsset | ContentClass::Config | ContentClass::Script => {
                 Category::WebConfig
             }
             ContentClass::Certificate => Category::Crypto,
-            ContentClass::KernelImage | ContentClass::DeviceTree => Category::Platform,
+            // Kernel modules are the chip vendor's drivers, shipped by every vendor on the SoC:
+            // platform, not the vendor's own code.
+            ContentClass::ElfKernelModule
+            | ContentClass::KernelImage
+            | ContentClass::DeviceTree => Category::Platform,
             _ => Category::Data,
         }
     }
@@ -192,7 +199,7 @@ fn is_one(v: &f64) -> bool {
 /// Sub-scores 0–100; `None` where one of the images has no material of that kind.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubScores {
-    /// ELF code.
+    /// ELF code (kernel modules excepted).
     pub code: Option<f64>,
     /// Other files, strings, build environment.
     pub data: Option<f64>,
@@ -200,7 +207,7 @@ pub struct SubScores {
     pub web_config: Option<f64>,
     /// Keys, certificates, password hashes.
     pub crypto: Option<f64>,
-    /// Kernel, device tree, SoC, bootloader.
+    /// Kernel, kernel modules, device tree, SoC, bootloader.
     pub platform: Option<f64>,
 }
 
@@ -243,8 +250,8 @@ pub struct Comparison {
     pub verdict: Verdict,
     /// Sub-scores.
     pub sub_scores: SubScores,
-    /// Rarity-weighted share 0–1 of code matched outside open-source components (what
-    /// `shared-sdk` rests on, with `sdk_environment`).
+    /// Rarity-weighted share 0–1 of code outside open-source components and kernel modules
+    /// matched (what `shared-sdk` rests on, with `sdk_environment`).
     pub sdk_share: f64,
     /// Rarity-weighted mass of shared build-environment evidence a chip SDK leaves (build paths,
     /// SoC names, toolchains; [`evidence_weight`] × rarity summed), which `shared-sdk` also needs.
@@ -346,7 +353,7 @@ pub fn score(
             let b_mass = Weigher::size_weight(fb.size) * rarity * factor * m.similarity;
             let e = best_b.entry(m.b).or_default();
             *e = e.max(b_mass);
-            if fa.components.is_empty() && fb.components.is_empty() {
+            if sdk_candidate(fa) && sdk_candidate(fb) {
                 let e = best_b_plain.entry(m.b).or_default();
                 *e = e.max(b_mass);
             }
@@ -376,18 +383,18 @@ pub fn score(
             ));
         }
         mass_a.add(cat, total, matched);
-        if cat == Category::Code {
-            let plain = fa.components.is_empty();
-            sdk_a.add(cat, total, if plain { matched } else { 0.0 });
+        if cat == Category::Code || is_kernel_module(fa) {
+            let plain = sdk_candidate(fa);
+            sdk_a.add(Category::Code, total, if plain { matched } else { 0.0 });
         }
     }
     for (bi, fb) in b.files.iter().enumerate().filter(|(_, f)| !f.unpacked) {
         let matched = best_b.get(&bi).copied().unwrap_or(0.0);
         let cat = Category::of_file(fb);
         mass_b.add(cat, file_mass(fb), matched);
-        if cat == Category::Code {
+        if cat == Category::Code || is_kernel_module(fb) {
             let plain = best_b_plain.get(&bi).copied().unwrap_or(0.0);
-            sdk_b.add(cat, file_mass(fb), plain);
+            sdk_b.add(Category::Code, file_mass(fb), plain);
         }
     }
 
@@ -529,6 +536,18 @@ pub fn score(
             .count(),
         evidence,
     }
+}
+
+/// A Linux kernel module (`ET_REL` with `.modinfo`, class [`ContentClass::ElfKernelModule`]).
+fn is_kernel_module(f: &FileFeatures) -> bool {
+    f.class == ContentClass::ElfKernelModule
+}
+
+/// Whether a matched file can stand for a shared chip SDK (`sdk_share`): code in which no
+/// open-source component was recognised, and every kernel module — a module's vermagic names
+/// Linux, but the module is the chip vendor's driver.
+fn sdk_candidate(f: &FileFeatures) -> bool {
+    f.components.is_empty() || is_kernel_module(f)
 }
 
 /// Evidence of the build environment a chip SDK leaves in the code built with it: the SDK's

@@ -74,8 +74,8 @@ pub struct Thresholds {
     /// highest other-family score (29.8, two vendors sharing a chip SDK) and the lowest
     /// same-family one (47.6, a rebrand rebuilt with other compiler flags and new keys).
     pub same_software: f64,
-    /// Share (0–1, rarity-weighted, both sides) of the images' code matched by files that are
-    /// not open-source components, at or above which sharing a chip SDK is claimed (`shared-sdk`)
+    /// Share (0–1, rarity-weighted, both sides) of the images' code and kernel modules matched by
+    /// files that are not open-source components (kernel modules always count), at or above which sharing a chip SDK is claimed (`shared-sdk`)
     /// when the score stays below `same_software` and `sdk_environment` is reached too.
     /// Calibrated on the reference corpus's `fit` split: half the lowest share of a `shared-sdk`
     /// pair (0.242), as no unrelated pair passing `sdk_environment` is left to separate.

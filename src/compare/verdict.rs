@@ -107,7 +107,8 @@ impl VendorLabel {
 pub struct Signals {
     /// Overall score 0–100.
     pub score: f64,
-    /// Rarity-weighted share of code matched outside open-source components, 0–1.
+    /// Rarity-weighted share of code outside open-source components and of kernel modules
+    /// matched, 0–1.
     pub sdk_share: f64,
     /// Rarity-weighted mass of the shared SDK build environment (build paths, SoC names,
     /// toolchains), in evidence-weight units.
@@ -121,7 +122,7 @@ pub struct Signals {
 /// The rule: `inconclusive` below the coverage threshold on either side; at or above
 /// `same_software`, `same-vendor` when both labels name the same vendor and `rebrand` otherwise
 /// (an unknown vendor does not show it is the same one); below it, `shared-sdk` when code outside
-/// open-source components is shared (`sdk_share`) *and* the images share the build environment a
+/// open-source components or kernel modules are shared (`sdk_share`) *and* the images share the build environment a
 /// chip SDK leaves behind (`sdk_environment`: its build paths, SoC names, toolchain), else
 /// `unrelated` — two vendors linking the same Debian or open-source libraries share code, not an
 /// SDK.
