@@ -74,10 +74,10 @@ fn real_elves() -> Vec<Vec<u8>> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Ok(data) = std::fs::read(&p) {
-                if data.starts_with(b"\x7fELF") {
-                    out.push(data);
-                }
+            } else if let Ok(data) = std::fs::read(&p)
+                && data.starts_with(b"\x7fELF")
+            {
+                out.push(data);
             }
         }
     }

@@ -306,11 +306,11 @@ fn corpus(n: usize) -> Vec<Entry> {
         .join("target/bench-scan")
         .join(format!("corpus-v{CACHE_VERSION}-{n}.json"));
     let t = Instant::now();
-    if let Ok(text) = std::fs::read_to_string(&cache) {
-        if let Ok(entries) = serde_json::from_str::<Vec<Entry>>(&text) {
-            eprintln!("corpus of {n} read from cache in {:.1?}", t.elapsed());
-            return entries;
-        }
+    if let Ok(text) = std::fs::read_to_string(&cache)
+        && let Ok(entries) = serde_json::from_str::<Vec<Entry>>(&text)
+    {
+        eprintln!("corpus of {n} read from cache in {:.1?}", t.elapsed());
+        return entries;
     }
     let pool = pool();
     eprintln!("{} pool files", pool.len());

@@ -80,10 +80,10 @@ impl Sandbox {
         );
         let root = out.canonicalize().unwrap();
         for p in after.iter().filter(|p| p.starts_with(&out)) {
-            if std::fs::symlink_metadata(p).unwrap().is_symlink() {
-                if let Ok(real) = p.canonicalize() {
-                    assert!(real.starts_with(&root), "{p:?} resolves to {real:?}");
-                }
+            if std::fs::symlink_metadata(p).unwrap().is_symlink()
+                && let Ok(real) = p.canonicalize()
+            {
+                assert!(real.starts_with(&root), "{p:?} resolves to {real:?}");
             }
         }
     }

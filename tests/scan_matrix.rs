@@ -234,13 +234,12 @@ fn unpruned_pair(a: &Fingerprint, b: &Fingerprint, t: &Thresholds) -> Vec<FileMa
             if !candidate {
                 continue;
             }
-            if let Some(mut m) = file_similarity(&fa, fb, t) {
-                if m.similarity >= t.file_match_min
-                    && best.as_ref().is_none_or(|x| m.similarity > x.similarity)
-                {
-                    (m.a, m.b) = (ai, *bi);
-                    best = Some(m);
-                }
+            if let Some(mut m) = file_similarity(&fa, fb, t)
+                && m.similarity >= t.file_match_min
+                && best.as_ref().is_none_or(|x| m.similarity > x.similarity)
+            {
+                (m.a, m.b) = (ai, *bi);
+                best = Some(m);
             }
         }
         out.extend(best);

@@ -168,7 +168,7 @@ fn slow_mutation_soak() {
             let label = format!("{name} variant {variants} ({kind:?}, {} bytes)", m.len());
             beat.send(label.clone()).unwrap();
             *counts.entry(kind).or_default() += 1;
-            if use_cli && variants % 40 == 0 {
+            if use_cli && variants.is_multiple_of(40) {
                 let path = scratch.path().join("mutant.bin");
                 std::fs::write(&path, &m).unwrap();
                 let r = measure::fwsim(

@@ -186,10 +186,10 @@ pub fn pairs_tsv(pairs: &[Pair]) -> String {
 pub fn fingerprint(root: &Path, name: &str, sha256: &str) -> Result<Fingerprint> {
     let path = fingerprint_path(root, name);
     let params = FeatureParams::default();
-    if let Ok(fp) = Fingerprint::read(&path, &params.recorded()) {
-        if fp.image.sha256 == sha256 {
-            return Ok(fp);
-        }
+    if let Ok(fp) = Fingerprint::read(&path, &params.recorded())
+        && fp.image.sha256 == sha256
+    {
+        return Ok(fp);
     }
     let fp = fingerprint_file(&images_dir(root).join(name))?;
     fp.write(&path)?;

@@ -572,11 +572,11 @@ impl<'a> CorpusIndex<'a> {
             let (Some(at), Some(f)) = (self.files.get(g as usize), parsed(g)) else {
                 continue;
             };
-            if let Some((image, won, _)) = best {
-                if image != at.image {
-                    out.extend(detailed(won));
-                    best = None;
-                }
+            if let Some((image, won, _)) = best
+                && image != at.image
+            {
+                out.extend(detailed(won));
+                best = None;
             }
             let Some(m) = similarity(probe, f, t, false) else {
                 continue;

@@ -395,10 +395,9 @@ fn push(
     } else if let Some(prev) = out
         .iter_mut()
         .find(|p| p.component == m.component && p.version == m.version && p.source == m.source)
+        && m.offset < prev.offset
     {
-        if m.offset < prev.offset {
-            *prev = m;
-        }
+        *prev = m;
     }
 }
 

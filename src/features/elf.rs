@@ -247,10 +247,10 @@ fn body_facts(elf: &Elf<'_>, data: &[u8], params: &ElfParams, f: &mut ElfFeature
             .ok()
             .zip(usize::try_from(sh.sh_size).ok())
             .and_then(|(o, n)| data.get(o..o.checked_add(n)?));
-        if name == ".comment" {
-            if let Some(b) = bytes {
-                f.comments = comments(b);
-            }
+        if name == ".comment"
+            && let Some(b) = bytes
+        {
+            f.comments = comments(b);
         }
         let alloc = sh.sh_flags & u64::from(SHF_ALLOC) != 0;
         if !alloc || sh.sh_type == SHT_NOBITS || sh.sh_size == 0 {

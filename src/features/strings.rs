@@ -92,10 +92,11 @@ pub fn extract(data: &[u8], min_len: usize, max_count: usize) -> Strings<'_> {
         return out;
     }
     for p in 0..2 {
-        if let (Some(&s), Some(&u)) = (wide_start.get(p), wide_units.get(p)) {
-            if u >= min_len && !push_wide(&mut out, data, s, u, max_count) {
-                return out;
-            }
+        if let (Some(&s), Some(&u)) = (wide_start.get(p), wide_units.get(p))
+            && u >= min_len
+            && !push_wide(&mut out, data, s, u, max_count)
+        {
+            return out;
         }
     }
     out

@@ -378,20 +378,20 @@ impl SsdeepHasher {
             let hv = lane(&self.h, i);
             let fv = lane(&self.half, i);
             let di = usize::from(di);
-            if let Some(d) = self.digest.get_mut(i) {
-                if let Some(slot) = d.get_mut(di) {
-                    *slot = b64(hv);
-                }
+            if let Some(d) = self.digest.get_mut(i)
+                && let Some(slot) = d.get_mut(di)
+            {
+                *slot = b64(hv);
             }
             if let Some(hd) = self.halfdigest.get_mut(i) {
                 *hd = b64(fv);
             }
             if di < SPAMSUM_LENGTH - 1 {
                 let nd = di + 1;
-                if let Some(d) = self.digest.get_mut(i) {
-                    if let Some(slot) = d.get_mut(nd) {
-                        *slot = 0;
-                    }
+                if let Some(d) = self.digest.get_mut(i)
+                    && let Some(slot) = d.get_mut(nd)
+                {
+                    *slot = 0;
                 }
                 if let Some(x) = self.dindex.get_mut(i) {
                     *x = nd as u8;
@@ -458,13 +458,13 @@ impl SsdeepHasher {
         if self.total > MAX_INPUT_LEN {
             return Err(SsdeepError::TooLarge);
         }
-        if let Some(announced) = self.fixed {
-            if announced != self.total {
-                return Err(SsdeepError::LengthMismatch {
-                    announced,
-                    fed: self.total,
-                });
-            }
+        if let Some(announced) = self.fixed
+            && announced != self.total
+        {
+            return Err(SsdeepError::LengthMismatch {
+                announced,
+                fed: self.total,
+            });
         }
         let roll = self.h1.wrapping_add(self.h2).wrapping_add(self.h3);
         let mut bi = self.bhstart;
@@ -574,11 +574,9 @@ impl Part {
                 && raw.get(i - 1) == Some(&c)
                 && raw.get(i - 2) == Some(&c)
                 && raw.get(i - 3) == Some(&c);
-            if !run {
-                if let Some(slot) = chars.get_mut(len) {
-                    *slot = c;
-                    len += 1;
-                }
+            if !run && let Some(slot) = chars.get_mut(len) {
+                *slot = c;
+                len += 1;
             }
         }
         let mut grams = [u64::MAX; MAX_GRAMS];

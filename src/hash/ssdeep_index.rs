@@ -170,11 +170,11 @@ impl SsdeepIndex {
         let mut any = false;
         let mut mark = |id: u32| {
             let id = id as usize;
-            if id >= from {
-                if let Some(w) = seen.get_mut(id / 64) {
-                    *w |= 1u64 << (id % 64);
-                    any = true;
-                }
+            if id >= from
+                && let Some(w) = seen.get_mut(id / 64)
+            {
+                *w |= 1u64 << (id % 64);
+                any = true;
             }
         };
         for (bs, grams) in part_keys(probe) {
@@ -196,11 +196,12 @@ impl SsdeepIndex {
                 }
             }
         }
-        if probe.part1().grams().is_empty() && probe.part2().grams().is_empty() {
-            if let Some(ids) = self.gramless.get(&gramless_key(probe)) {
-                for &id in ids {
-                    mark(id);
-                }
+        if probe.part1().grams().is_empty()
+            && probe.part2().grams().is_empty()
+            && let Some(ids) = self.gramless.get(&gramless_key(probe))
+        {
+            for &id in ids {
+                mark(id);
             }
         }
         if !any {
@@ -211,10 +212,10 @@ impl SsdeepIndex {
             while bits != 0 {
                 let id = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                if let Some(s) = self.digests.get(id).and_then(|d| probe.compare(d)) {
-                    if s > 0 {
-                        f(id, s);
-                    }
+                if let Some(s) = self.digests.get(id).and_then(|d| probe.compare(d))
+                    && s > 0
+                {
+                    f(id, s);
                 }
             }
         }

@@ -266,7 +266,7 @@ fn put32(v: &mut Vec<u8>, x: u32) {
 }
 
 fn pad4(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
 }

@@ -76,7 +76,7 @@ impl Node {
 }
 
 fn align4(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
 }
@@ -243,7 +243,7 @@ pub fn fit(description: &str, images: &[FitImage], external: bool) -> Vec<u8> {
         );
     let mut out = write(&root);
     if external {
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
         out.extend_from_slice(&blobs);

@@ -206,7 +206,7 @@ impl Writer {
 
     /// Appends a node, opening a new erase block (padded with 0xFF) when it does not fit.
     fn emit(&mut self, mut node: Vec<u8>) {
-        while node.len() % 4 != 0 {
+        while !node.len().is_multiple_of(4) {
             node.push(0);
         }
         let erase = self.opts.erase_size as usize;
@@ -214,7 +214,7 @@ impl Writer {
         if used != 0 && used + node.len() > erase {
             self.out.resize(self.out.len() + erase - used, 0xFF);
         }
-        if self.out.len() % erase == 0 && self.opts.cleanmarkers {
+        if self.out.len().is_multiple_of(erase) && self.opts.cleanmarkers {
             let marker = self.header(0x2003, 12);
             self.out.extend_from_slice(&marker);
         }

@@ -206,7 +206,7 @@ fn volume_table(geometry: &Geometry, volumes: &[Volume], lebs: &[u32]) -> Vec<u8
 /// volume's LEBs in order. Sequence numbers rise in writing order.
 pub fn build(volumes: &[Volume], geometry: &Geometry) -> Result<Vec<u8>, SynthError> {
     let leb = geometry.leb_size();
-    if geometry.min_io == 0 || leb < VTBL_RECORD_LEN || geometry.peb_size % 512 != 0 {
+    if geometry.min_io == 0 || leb < VTBL_RECORD_LEN || !geometry.peb_size.is_multiple_of(512) {
         return Err(SynthError::Invalid(format!(
             "UBI geometry {geometry:?} leaves no room for data"
         )));

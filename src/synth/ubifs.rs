@@ -236,7 +236,7 @@ struct Placed {
 /// Writes `root` as a UBIFS image of whole LEBs.
 pub fn build(root: &Rootfs, opts: &Options) -> Result<Vec<u8>, SynthError> {
     let leb = opts.leb_size;
-    if !(15 * 1024..=(16 << 20)).contains(&leb) || leb % 8 != 0 || opts.fanout < 3 {
+    if !(15 * 1024..=(16 << 20)).contains(&leb) || !leb.is_multiple_of(8) || opts.fanout < 3 {
         return Err(SynthError::Invalid(format!(
             "UBIFS LEB size {leb} or fanout {} unusable",
             opts.fanout
@@ -295,10 +295,10 @@ pub fn build(root: &Rootfs, opts: &Options) -> Result<Vec<u8>, SynthError> {
                 t.as_bytes().to_vec(),
             ),
         };
-        if itype == ITYPE_DIR {
-            if let Some(p) = inodes.get_mut(&parent) {
-                p.nlink += 1;
-            }
+        if itype == ITYPE_DIR
+            && let Some(p) = inodes.get_mut(&parent)
+        {
+            p.nlink += 1;
         }
         inodes.insert(
             inum,

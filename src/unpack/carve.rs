@@ -295,16 +295,15 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
     // A structure at offset 0 that spans the whole blob (a filesystem image, a UBI volume) leaves
     // nothing to carve: skip the scan, whose every other candidate would lie inside it.
     let mut at_start = first_at_start(data, ctx);
-    if let Some((index, Ok(u))) = &at_start {
-        if u.consumed == data.len() as u64 {
-            if let (Some(format), Some((_, result))) = (FORMATS.get(*index), at_start.take()) {
-                return Analysis::Whole {
-                    format: format.name(),
-                    result,
-                    gaps: Vec::new(),
-                };
-            }
-        }
+    if let Some((index, Ok(u))) = &at_start
+        && u.consumed == data.len() as u64
+        && let (Some(format), Some((_, result))) = (FORMATS.get(*index), at_start.take())
+    {
+        return Analysis::Whole {
+            format: format.name(),
+            result,
+            gaps: Vec::new(),
+        };
     }
     let (candidates, capped) = scan_capped(data, max_tries.saturating_mul(HITS_PER_CANDIDATE));
     let mut regions: Vec<Region> = Vec::new();
@@ -410,17 +409,15 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
                 }
             }
         }
-        if !claimed {
-            if let Some((format, e)) = failure {
-                regions.push(Region {
-                    offset: first.start as u64,
-                    len: 0,
-                    format,
-                    result: Err(e),
-                    data: Bytes::new(),
-                    sha256: None,
-                });
-            }
+        if !claimed && let Some((format, e)) = failure {
+            regions.push(Region {
+                offset: first.start as u64,
+                len: 0,
+                format,
+                result: Err(e),
+                data: Bytes::new(),
+                sha256: None,
+            });
         }
         if stopped.is_some() || exhausted {
             break;
@@ -434,19 +431,20 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
 
     let gaps = gaps_between(data, &regions);
     let only_padding = gaps.iter().all(|g| g.kind == GapKind::Padding);
-    if stopped.is_none() && regions.len() == 1 {
-        if let Some(r) = regions.pop() {
-            // One structure from offset 0 followed by nothing but padding, or one failed attempt
-            // at offset 0 and nothing else: the blob *is* that structure.
-            if r.offset == 0 && (only_padding || r.result.is_err()) {
-                return Analysis::Whole {
-                    format: r.format,
-                    result: r.result,
-                    gaps,
-                };
-            }
-            regions.push(r);
+    if stopped.is_none()
+        && regions.len() == 1
+        && let Some(r) = regions.pop()
+    {
+        // One structure from offset 0 followed by nothing but padding, or one failed attempt
+        // at offset 0 and nothing else: the blob *is* that structure.
+        if r.offset == 0 && (only_padding || r.result.is_err()) {
+            return Analysis::Whole {
+                format: r.format,
+                result: r.result,
+                gaps,
+            };
         }
+        regions.push(r);
     }
     if regions.is_empty() && stopped.is_none() {
         return Analysis::Leaf { gaps };

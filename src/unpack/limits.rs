@@ -415,7 +415,7 @@ impl Sink<'_> {
         self.budget.hold(n64)?;
         self.held = self.held.saturating_add(n64);
         self.writes = self.writes.wrapping_add(1);
-        if self.writes % 16 == 0 {
+        if self.writes.is_multiple_of(16) {
             self.budget.check_time()?;
         }
         Ok(())

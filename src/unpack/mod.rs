@@ -158,10 +158,10 @@ pub fn unpack_with_progress(
             let Some((first, analysis)) = seen.get(h).map(|(f, a)| (*f, Arc::clone(a))) else {
                 continue;
             };
-            if first != id {
-                if let Some(n) = tree.nodes.get_mut(id) {
-                    n.same_as = Some(first);
-                }
+            if first != id
+                && let Some(n) = tree.nodes.get_mut(id)
+            {
+                n.same_as = Some(first);
             }
             expand(&mut tree, id, &analysis, &budget, first != id, &mut next);
         }
@@ -291,14 +291,14 @@ fn expand(
             // filesystem, a damaged archive): the node takes its format and error, and whatever
             // else carving recovered from the bytes is still listed below it.
             let mut regions: &[carve::Region] = regions;
-            if let Some((head, rest)) = regions.split_first() {
-                if let (0, Err(e)) = (head.offset, &head.result) {
-                    parent.format = Some(head.format);
-                    if parent.error.is_none() {
-                        parent.error = Some(e.clone());
-                    }
-                    regions = rest;
+            if let Some((head, rest)) = regions.split_first()
+                && let (0, Err(e)) = (head.offset, &head.result)
+            {
+                parent.format = Some(head.format);
+                if parent.error.is_none() {
+                    parent.error = Some(e.clone());
                 }
+                regions = rest;
             }
             let parent_path = parent.path.clone();
             let depth = parent.depth + 1;
@@ -353,10 +353,10 @@ fn expand(
 }
 
 fn set_error(tree: &mut Tree, id: usize, e: UnpackError) {
-    if let Some(n) = tree.nodes.get_mut(id) {
-        if n.error.is_none() {
-            n.error = Some(e);
-        }
+    if let Some(n) = tree.nodes.get_mut(id)
+        && n.error.is_none()
+    {
+        n.error = Some(e);
     }
 }
 
@@ -457,12 +457,12 @@ fn derived_name(parent_path: &[u8]) -> Vec<u8> {
         (b".Z", b""),
     ];
     for (suffix, replacement) in SUFFIXES {
-        if let Some(stem) = last.strip_suffix(*suffix) {
-            if !stem.is_empty() {
-                let mut out = stem.to_vec();
-                out.extend_from_slice(replacement);
-                return out;
-            }
+        if let Some(stem) = last.strip_suffix(*suffix)
+            && !stem.is_empty()
+        {
+            let mut out = stem.to_vec();
+            out.extend_from_slice(replacement);
+            return out;
         }
     }
     b"data".to_vec()

@@ -780,7 +780,7 @@ mod tests {
         let (compat, model) = (name_off("compatible"), name_off("model"));
         let mut st = Vec::new();
         let pad = |v: &mut Vec<u8>| {
-            while v.len() % 4 != 0 {
+            while !v.len().is_multiple_of(4) {
                 v.push(0);
             }
         };

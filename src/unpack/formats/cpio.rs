@@ -453,12 +453,14 @@ fn link_hardlinks(children: &mut [Child], inodes: &[(u64, u64)]) {
         }
     }
     for (c, &(ino, nlink)) in children.iter_mut().zip(inodes) {
-        if nlink > 1 && c.kind == EntryKind::File && c.data.is_empty() {
-            if let Some(target) = holder.get(&ino) {
-                c.kind = EntryKind::Hardlink {
-                    target: target.clone(),
-                };
-            }
+        if nlink > 1
+            && c.kind == EntryKind::File
+            && c.data.is_empty()
+            && let Some(target) = holder.get(&ino)
+        {
+            c.kind = EntryKind::Hardlink {
+                target: target.clone(),
+            };
         }
     }
 }
@@ -551,11 +553,11 @@ mod tests {
         let mut out: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();
         out.extend_from_slice(name);
         out.push(0);
-        if out.len() % 2 != 0 {
+        if !out.len().is_multiple_of(2) {
             out.push(0);
         }
         out.extend_from_slice(data);
-        if out.len() % 2 != 0 {
+        if !out.len().is_multiple_of(2) {
             out.push(0);
         }
         out

@@ -516,15 +516,15 @@ impl Format for Hikvision {
                 .get(owner)
                 .map(|(_, e, _)| e.display(owner))
                 .unwrap_or_default();
-            if let Some((_, e, p)) = placed.get_mut(i) {
-                if let Ok(pl) = p {
-                    *p = Err(UnpackError::Corrupt(format!(
-                        "Hikvision file {} ({:#x}..{:#x}) overlaps file {owner_name}",
-                        e.display(i),
-                        pl.offset,
-                        pl.end()
-                    )));
-                }
+            if let Some((_, e, p)) = placed.get_mut(i)
+                && let Ok(pl) = p
+            {
+                *p = Err(UnpackError::Corrupt(format!(
+                    "Hikvision file {} ({:#x}..{:#x}) overlaps file {owner_name}",
+                    e.display(i),
+                    pl.offset,
+                    pl.end()
+                )));
             }
         }
 

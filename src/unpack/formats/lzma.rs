@@ -117,13 +117,13 @@ impl Format for Lzma {
             ctx.claimed_size(n)?;
         }
         let decoded = codec::decode(Codec::Lzma, data, ctx)?;
-        if let Some(n) = h.size {
-            if decoded.data.len() as u64 != n {
-                return Err(UnpackError::Truncated(format!(
-                    "lzma: {} of {n} announced bytes decoded",
-                    decoded.data.len()
-                )));
-            }
+        if let Some(n) = h.size
+            && decoded.data.len() as u64 != n
+        {
+            return Err(UnpackError::Truncated(format!(
+                "lzma: {} of {n} announced bytes decoded",
+                decoded.data.len()
+            )));
         }
         ctx.entries(1)?;
         let mut out = Unpacked::new(decoded.consumed)

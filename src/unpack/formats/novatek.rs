@@ -507,7 +507,7 @@ pub fn lz77_decode(input: &[u8], declared: u64, ctx: &Ctx<'_>) -> Result<Vec<u8>
     let mut steps = 0u32;
     while pos < input.len() && (out.len() as u64) < declared {
         steps = steps.wrapping_add(1);
-        if steps % 4096 == 0 {
+        if steps.is_multiple_of(4096) {
             ctx.check()?;
         }
         let Some(&symbol) = input.get(pos) else { break };

@@ -69,7 +69,7 @@ struct Header {
 }
 
 fn header(fs: &[u8], off: u64) -> Result<Header, UnpackError> {
-    if off % 16 != 0 {
+    if !off.is_multiple_of(16) {
         return Err(corrupt(format!(
             "header at {off:#x} is not 16-byte aligned"
         )));

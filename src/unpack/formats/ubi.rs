@@ -237,20 +237,18 @@ fn peb_size(data: &[u8], first: &EcHeader, ctx: &Ctx<'_>) -> Result<usize, Unpac
     let mut found = 0usize;
     let mut off = MIN_PEB;
     while off < data.len() && found < PEB_PROBE_HEADERS && (found > 0 || off <= MAX_PEB) {
-        if off % (64 * MIN_PEB) == 0 {
+        if off.is_multiple_of(64 * MIN_PEB) {
             ctx.check()?;
         }
         let tail = data.get(off..).unwrap_or_default();
-        if tail.starts_with(EC_MAGIC) {
-            if let Some(h) = EcHeader::parse(tail) {
-                if h.image_seq == first.image_seq
-                    && h.vid_hdr_offset == first.vid_hdr_offset
-                    && h.data_offset == first.data_offset
-                {
-                    size = gcd(size, off);
-                    found += 1;
-                }
-            }
+        if tail.starts_with(EC_MAGIC)
+            && let Some(h) = EcHeader::parse(tail)
+            && h.image_seq == first.image_seq
+            && h.vid_hdr_offset == first.vid_hdr_offset
+            && h.data_offset == first.data_offset
+        {
+            size = gcd(size, off);
+            found += 1;
         }
         off += MIN_PEB;
     }
@@ -395,11 +393,11 @@ impl Format for Ubi {
             if m.vid.vol_id >= INTERNAL_VOLUME_START {
                 continue;
             }
-            if let Some(r) = records.get(&m.vid.vol_id) {
-                if m.vid.lnum >= r.reserved_pebs {
-                    out_of_range += 1;
-                    continue;
-                }
+            if let Some(r) = records.get(&m.vid.vol_id)
+                && m.vid.lnum >= r.reserved_pebs
+            {
+                out_of_range += 1;
+                continue;
             }
             by_leb
                 .entry((m.vid.vol_id, m.vid.lnum))

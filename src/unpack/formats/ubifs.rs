@@ -209,29 +209,29 @@ fn master(img: &[u8], leb: usize, ctx: &Ctx<'_>) -> Result<(Master, u64), Unpack
         // Master nodes sit at 8-byte aligned offsets (every `ALIGN(512, min_io)` bytes).
         let mut off = 0usize;
         while off + MST_NODE_LEN <= area.len() {
-            if off % 4096 == 0 {
+            if off.is_multiple_of(4096) {
                 ctx.check()?;
             }
             let here = area.get(off..).unwrap_or_default();
-            if here.starts_with(&NODE_MAGIC) {
-                if let Ok(n) = node_at(here, area.len() - off) {
-                    if n.ty == node::MST && n.bytes.len() >= 64 {
-                        valid += 1;
-                        let m = Master {
-                            sqnum: n.sqnum,
-                            highest_inum: le64(n.bytes, 24),
-                            cmt_no: le64(n.bytes, 32),
-                            root_lnum: le32(n.bytes, 48),
-                            root_offs: le32(n.bytes, 52),
-                            root_len: le32(n.bytes, 56),
-                        };
-                        if best.is_none_or(|b| m.sqnum > b.sqnum) {
-                            best = Some(m);
-                        }
+            if here.starts_with(&NODE_MAGIC)
+                && let Ok(n) = node_at(here, area.len() - off)
+            {
+                if n.ty == node::MST && n.bytes.len() >= 64 {
+                    valid += 1;
+                    let m = Master {
+                        sqnum: n.sqnum,
+                        highest_inum: le64(n.bytes, 24),
+                        cmt_no: le64(n.bytes, 32),
+                        root_lnum: le32(n.bytes, 48),
+                        root_offs: le32(n.bytes, 52),
+                        root_len: le32(n.bytes, 56),
+                    };
+                    if best.is_none_or(|b| m.sqnum > b.sqnum) {
+                        best = Some(m);
                     }
-                    off += n.bytes.len().next_multiple_of(8);
-                    continue;
                 }
+                off += n.bytes.len().next_multiple_of(8);
+                continue;
             }
             off += 8;
         }

@@ -217,10 +217,11 @@ impl Zip64Sizes {
                         Err(_) => return,
                     }
                 }
-                if has_offset && self.local == u64::from(u32::MAX) {
-                    if let Ok(v) = r.u64("zip64 extra") {
-                        self.local = v;
-                    }
+                if has_offset
+                    && self.local == u64::from(u32::MAX)
+                    && let Ok(v) = r.u64("zip64 extra")
+                {
+                    self.local = v;
                 }
                 return;
             }
@@ -308,10 +309,8 @@ fn directory_at(data: &[u8], at: u64) -> Option<Directory> {
         .to_vec();
     let wants64 =
         entries == u16::MAX || cd_size == u32::MAX || cd_offset == u32::MAX || disk == u16::MAX;
-    if wants64 {
-        if let Some(dir) = directory64(data, at, end, comment.clone()) {
-            return Some(dir);
-        }
+    if wants64 && let Some(dir) = directory64(data, at, end, comment.clone()) {
+        return Some(dir);
     }
     if disk != 0 || cd_disk != 0 {
         return None;
@@ -544,10 +543,10 @@ fn read_with_directory(
         }
         out.children.push(child);
     }
-    if let Some(limit) = stop {
-        if out.error.is_none() {
-            out = out.partial(limit);
-        }
+    if let Some(limit) = stop
+        && out.error.is_none()
+    {
+        out = out.partial(limit);
     }
     Ok(out)
 }

@@ -93,7 +93,7 @@ fn scan(data: &[u8], endian: Endian, ctx: &Ctx<'_>) -> Result<Scan, UnpackError>
     let mut steps = 0u32;
     while pos.saturating_add(nodes::HEADER_LEN) <= data.len() {
         steps = steps.wrapping_add(1);
-        if steps % 1024 == 0 {
+        if steps.is_multiple_of(1024) {
             ctx.check()?;
         }
         let magic = nodes::u16_at(data, pos, endian).unwrap_or(0);
@@ -180,7 +180,7 @@ fn scan(data: &[u8], endian: Endian, ctx: &Ctx<'_>) -> Result<Scan, UnpackError>
             if pos / size != (end - 1) / size {
                 *fits = false;
             }
-            if skipped && pos % size == 0 && pos > 0 {
+            if skipped && pos.is_multiple_of(size) && pos > 0 {
                 *padded = true;
             }
         }

@@ -707,10 +707,10 @@ pub(super) fn unpack(data: &Bytes, endian: Endian, ctx: &Ctx<'_>) -> Result<Unpa
         .map(|j| read_file(&image, j, block_size, &blocks, &frag_data, ctx))
         .collect();
     for c in &contents {
-        if let Err(e) = c {
-            if is_global(e) {
-                return Err(e.clone());
-            }
+        if let Err(e) = c
+            && is_global(e)
+        {
+            return Err(e.clone());
         }
     }
     for (child, job) in children.iter_mut().zip(&job_of_child) {

@@ -142,13 +142,13 @@ pub fn decode(
             Err(e) => return Err(corrupt(e.to_string())),
         }
     }
-    if let Some(n) = expect {
-        if out.len() != n {
-            return Err(corrupt(format!(
-                "block holds {} bytes, {n} expected",
-                out.len()
-            )));
-        }
+    if let Some(n) = expect
+        && out.len() != n
+    {
+        return Err(corrupt(format!(
+            "block holds {} bytes, {n} expected",
+            out.len()
+        )));
     }
     if out.is_empty() {
         return Err(corrupt("empty block"));

@@ -418,16 +418,14 @@ impl Format for Squashfs {
         let (kind, len_endian) = choose_kind(&image, &sb)?;
         // A first inode block that does not decode: vendor LZMA, or a damaged image.
         let (stored, block) = first_metadata_block(&image, sb.inode_table, len_endian)?;
-        if !stored {
-            if let Err(e) = decompress_block(compressor, block, METADATA_MAX) {
-                if compressor == Compressor::Lzma {
-                    return Err(UnpackError::Unsupported(format!(
-                        "squashfs 4.0 {} (vendor lzma)",
-                        endian_name(endian)
-                    )));
-                }
-                return Err(e);
+        if !stored && let Err(e) = decompress_block(compressor, block, METADATA_MAX) {
+            if compressor == Compressor::Lzma {
+                return Err(UnpackError::Unsupported(format!(
+                    "squashfs 4.0 {} (vendor lzma)",
+                    endian_name(endian)
+                )));
             }
+            return Err(e);
         }
 
         check_metadata_budget(&image, &sb, compressor, len_endian, ctx)?;
@@ -960,10 +958,10 @@ fn read_files(
     // A shared limit (time, total output, entries) stops the image: the rest would hit it too.
     // A file over its own limits (size, ratio) is an error on that file only.
     for c in &contents {
-        if let Err(e) = c {
-            if is_global(e) {
-                return Err(e.clone());
-            }
+        if let Err(e) = c
+            && is_global(e)
+        {
+            return Err(e.clone());
         }
     }
 
@@ -1084,22 +1082,22 @@ fn read_file(
             })?;
         }
     }
-    if let Some((index, offset)) = d.fragment {
-        if tail_len > 0 {
-            let frag = match fragments.get(&index) {
-                Some(Ok(f)) => f,
-                Some(Err(e)) => return Err(e.clone()),
-                None => return Err(corrupt(format!("fragment {index} missing"))),
-            };
-            let tail =
-                crate::unpack::bytes::slice(frag, u64::from(offset), tail_len, "squashfs fragment")
-                    .map_err(|_| {
-                        corrupt(format!(
-                            "file tail of {tail_len} bytes at {offset} runs past fragment {index}"
-                        ))
-                    })?;
-            write(&mut sink, tail)?;
-        }
+    if let Some((index, offset)) = d.fragment
+        && tail_len > 0
+    {
+        let frag = match fragments.get(&index) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err(corrupt(format!("fragment {index} missing"))),
+        };
+        let tail =
+            crate::unpack::bytes::slice(frag, u64::from(offset), tail_len, "squashfs fragment")
+                .map_err(|_| {
+                    corrupt(format!(
+                        "file tail of {tail_len} bytes at {offset} runs past fragment {index}"
+                    ))
+                })?;
+        write(&mut sink, tail)?;
     }
     let data = sink.into_inner();
     if data.len() as u64 != d.file_size {
