@@ -417,14 +417,7 @@ fn main() {
     for &n in &sizes {
         let entries = &all[..n.min(all.len())];
         let df = docfreq(entries);
-        let ctx = ScoreContext {
-            docfreq: &df,
-            docfreq_source: "corpus",
-            thresholds: &t,
-            discount: &d,
-            labels_a: None,
-            labels_b: None,
-        };
+        let ctx = ScoreContext::new(&df, "corpus", &t, &d);
         let t0 = Instant::now();
         let index = CorpusIndex::new(entries);
         let build = t0.elapsed();
@@ -460,14 +453,7 @@ fn main() {
     // All against all.
     let entries = &all[..matrix_n.min(all.len())];
     let df = docfreq(entries);
-    let ctx = ScoreContext {
-        docfreq: &df,
-        docfreq_source: "corpus",
-        thresholds: &t,
-        discount: &d,
-        labels_a: None,
-        labels_b: None,
-    };
+    let ctx = ScoreContext::new(&df, "corpus", &t, &d);
     let t0 = Instant::now();
     let index = CorpusIndex::new(entries);
     eprintln!("matrix index built in {:.2?}", t0.elapsed());

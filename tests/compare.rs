@@ -83,14 +83,7 @@ fn ctx_cmp(a: &Fingerprint, b: &Fingerprint, t: &Thresholds, d: &Discount) -> Co
     compare::compare(
         a,
         b,
-        &ScoreContext {
-            docfreq: background::background(),
-            docfreq_source: "background",
-            thresholds: t,
-            discount: d,
-            labels_a: None,
-            labels_b: None,
-        },
+        &ScoreContext::new(background::background(), "background", t, d),
     )
 }
 

@@ -253,14 +253,7 @@ fn derived_radii_and_matrix_pruning_change_no_match_and_no_score() {
     let df = docfreq(&b.corpus);
     let t = Thresholds::default();
     let d = Discount::default();
-    let ctx = ScoreContext {
-        docfreq: &df,
-        docfreq_source: "corpus",
-        thresholds: &t,
-        discount: &d,
-        labels_a: None,
-        labels_b: None,
-    };
+    let ctx = ScoreContext::new(&df, "corpus", &t, &d);
     let mut entries = b.corpus.clone();
     entries.push(Entry {
         id: 6,
@@ -321,14 +314,7 @@ fn scan_ranks_the_rebrand_first() {
     let df = docfreq(&b.corpus);
     let t = Thresholds::default();
     let d = Discount::default();
-    let ctx = ScoreContext {
-        docfreq: &df,
-        docfreq_source: "corpus",
-        thresholds: &t,
-        discount: &d,
-        labels_a: None,
-        labels_b: None,
-    };
+    let ctx = ScoreContext::new(&df, "corpus", &t, &d);
     let index = CorpusIndex::new(&b.corpus);
     let ranked = index.scan(&b.rebrand, &ctx);
     let families: Vec<&str> = ranked
@@ -362,14 +348,7 @@ fn clusters_group_the_built_families() {
     let df = docfreq(&b.corpus);
     let t = Thresholds::default();
     let d = Discount::default();
-    let ctx = ScoreContext {
-        docfreq: &df,
-        docfreq_source: "corpus",
-        thresholds: &t,
-        discount: &d,
-        labels_a: None,
-        labels_b: None,
-    };
+    let ctx = ScoreContext::new(&df, "corpus", &t, &d);
     let mut entries = b.corpus.clone();
     entries.push(Entry {
         id: 6,

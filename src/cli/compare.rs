@@ -143,14 +143,7 @@ pub fn run(args: &CompareArgs, quiet: bool) -> anyhow::Result<()> {
         Some(df) => (df, "corpus"),
         None => (background::background(), "background"),
     };
-    let ctx = ScoreContext {
-        docfreq,
-        docfreq_source,
-        thresholds: &thresholds,
-        discount: &discount,
-        labels_a: None,
-        labels_b: None,
-    };
+    let ctx = ScoreContext::new(docfreq, docfreq_source, &thresholds, &discount);
     let c = compare::compare(&a, &b, &ctx);
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {

@@ -570,14 +570,7 @@ fn cluster(a: &ClusterArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let mut db = open(&a.db.db)?;
     let (entries, docfreq) = db.load().map_err(user)?;
     let index = CorpusIndex::new(&entries);
-    let ctx = ScoreContext {
-        docfreq: &docfreq,
-        docfreq_source: "corpus",
-        thresholds: &thresholds,
-        discount: &discount,
-        labels_a: None,
-        labels_b: None,
-    };
+    let ctx = ScoreContext::new(&docfreq, "corpus", &thresholds, &discount);
     let mut m = ScoreMatrix::new(entries.len());
     for p in index.all_pairs(&ctx) {
         m.set(p.a, p.b, p.comparison.score);

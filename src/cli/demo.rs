@@ -204,14 +204,7 @@ pub fn run(args: &DemoArgs, _quiet: bool) -> anyhow::Result<()> {
     let (entries, docfreq) = db.load().context("loading the demo corpus")?;
     let thresholds = Thresholds::default();
     let discount = Discount::default();
-    let ctx = ScoreContext {
-        docfreq: &docfreq,
-        docfreq_source: "corpus",
-        thresholds: &thresholds,
-        discount: &discount,
-        labels_a: None,
-        labels_b: None,
-    };
+    let ctx = ScoreContext::new(&docfreq, "corpus", &thresholds, &discount);
     let ranked = CorpusIndex::new(&entries).scan(query, &ctx);
     // Entries come back in the order they were added: the first three images.
     let results: Vec<(&Image, Comparison)> = ranked

@@ -91,14 +91,7 @@ pub fn run(args: &MatrixArgs, quiet: bool) -> anyhow::Result<()> {
         None => (docfreq_of(&entries), "inputs".to_string()),
     };
     let index = CorpusIndex::new(&entries);
-    let ctx = ScoreContext {
-        docfreq: &docfreq,
-        docfreq_source: &source,
-        thresholds: &thresholds,
-        discount: &discount,
-        labels_a: None,
-        labels_b: None,
-    };
+    let ctx = ScoreContext::new(&docfreq, &source, &thresholds, &discount);
     let pairs = index.all_pairs(&ctx);
     let mut m = ScoreMatrix::new(entries.len());
     for p in &pairs {

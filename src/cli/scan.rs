@@ -164,14 +164,7 @@ pub fn run(args: &ScanArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let probe = matrix::fingerprint_one(&args.image, &params, &limits, quiet)?;
     let index = CorpusIndex::new(&corpus.entries);
-    let ctx = ScoreContext {
-        docfreq: &corpus.docfreq,
-        docfreq_source: &corpus.source,
-        thresholds: &thresholds,
-        discount: &discount,
-        labels_a: None,
-        labels_b: None,
-    };
+    let ctx = ScoreContext::new(&corpus.docfreq, &corpus.source, &thresholds, &discount);
     let mut ranked = index.scan(&probe, &ctx);
     ranked.truncate(args.top);
     let mut out = BufWriter::new(io::stdout().lock());

@@ -49,6 +49,25 @@ pub struct ScoreContext<'a> {
     pub labels_b: Option<&'a Labels>,
 }
 
+impl<'a> ScoreContext<'a> {
+    /// A context without labels (images not from a corpus, or labels not wanted).
+    pub fn new(
+        docfreq: &'a DocFreq,
+        docfreq_source: &'a str,
+        thresholds: &'a Thresholds,
+        discount: &'a Discount,
+    ) -> Self {
+        Self {
+            docfreq,
+            docfreq_source,
+            thresholds,
+            discount,
+            labels_a: None,
+            labels_b: None,
+        }
+    }
+}
+
 /// The sub-score a piece of material belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
