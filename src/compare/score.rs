@@ -410,10 +410,11 @@ pub fn score(
     for (bi, fb) in b.files.iter().enumerate().filter(|(_, f)| !f.unpacked) {
         let matched = best_b.get(&bi).copied().unwrap_or(0.0);
         let cat = Category::of_file(fb);
-        mass_b.add(cat, file_mass(fb), matched);
+        let mass = file_mass(fb);
+        mass_b.add(cat, mass, matched);
         if cat == Category::Code || is_kernel_module(fb) {
             let plain = best_b_plain.get(&bi).copied().unwrap_or(0.0);
-            sdk_b.add(Category::Code, file_mass(fb), plain);
+            sdk_b.add(Category::Code, mass, plain);
         }
     }
 
