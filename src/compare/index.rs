@@ -25,29 +25,43 @@ use crate::hash::{Ssdeep, SsdeepIndex, SsdeepPrepared, Tlsh, TlshIndex};
 /// Exact postings: a string key (a SHA-256, an evidence item) → the numbers holding it.
 #[derive(Debug, Default)]
 struct Postings<'a> {
-    /// Key → range of `numbers`.
-    keys: HashMap<&'a str, (u32, u32)>,
+    /// (prefix, key, start, len) sorted by (prefix, key): the key's range of `numbers`. The
+    /// prefix (the key's first 8 bytes, big-endian) settles most comparisons of the sort and the
+    /// lookups without touching the strings.
+    keys: Vec<(u64, &'a str, u32, u32)>,
     /// Numbers, ascending and unique within each key's range.
     numbers: Vec<u32>,
 }
 
+/// The first 8 bytes of `s` as a big-endian number (zero-padded): ordering by it and then by
+/// the string orders by the string.
+fn prefix(s: &str) -> u64 {
+    let mut b = [0u8; 8];
+    for (d, x) in b.iter_mut().zip(s.bytes()) {
+        *d = x;
+    }
+    u64::from_be_bytes(b)
+}
+
 impl<'a> Postings<'a> {
     /// Builds from (key, number) pairs in any order.
-    fn new(mut pairs: Vec<(&'a str, u32)>) -> Self {
+    fn new(pairs: Vec<(&'a str, u32)>) -> Self {
+        let mut pairs: Vec<(u64, &'a str, u32)> =
+            pairs.into_iter().map(|(k, n)| (prefix(k), k, n)).collect();
         pairs.par_sort_unstable();
         pairs.dedup();
-        let mut keys = HashMap::with_capacity(pairs.len());
+        let mut keys = Vec::new();
         let mut numbers = Vec::with_capacity(pairs.len());
         let mut rest = pairs.as_slice();
-        while let Some(&(key, _)) = rest.first() {
+        while let Some(&(p, key, _)) = rest.first() {
             let n = rest
                 .iter()
-                .position(|&(k, _)| k != key)
+                .position(|&(q, k, _)| q != p || k != key)
                 .unwrap_or(rest.len());
             let (group, tail) = rest.split_at(n);
             let start = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
-            numbers.extend(group.iter().map(|&(_, g)| g));
-            keys.insert(key, (start, u32::try_from(n).unwrap_or(u32::MAX)));
+            numbers.extend(group.iter().map(|&(_, _, g)| g));
+            keys.push((p, key, start, u32::try_from(n).unwrap_or(u32::MAX)));
             rest = tail;
         }
         Self { keys, numbers }
@@ -55,9 +69,12 @@ impl<'a> Postings<'a> {
 
     /// The numbers holding `key`, ascending.
     fn get(&self, key: &str) -> &[u32] {
+        let p = prefix(key);
         self.keys
-            .get(key)
-            .and_then(|&(start, len)| {
+            .binary_search_by(|&(q, k, _, _)| q.cmp(&p).then_with(|| k.cmp(key)))
+            .ok()
+            .and_then(|i| self.keys.get(i))
+            .and_then(|&(_, _, start, len)| {
                 let start = start as usize;
                 self.numbers.get(start..start.saturating_add(len as usize))
             })
