@@ -672,3 +672,187 @@ fn corpus_cluster_puts_the_same_software_into_one_family() {
     let out = fwsim(&["corpus", "cluster", "--db", db_s]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("no image changes family"));
 }
+
+/// `scan_top` is the first `top` of `scan` — same images, order, scores, verdicts and evidence —
+/// for every probe, with `top` from 1 to beyond the corpus, on a corpus holding exact duplicates
+/// (equal scores, ranked by image number); every reported score is the pairwise one.
+#[test]
+fn two_stage_scan_equals_scoring_everything() {
+    let b = built();
+    let mut entries = b.corpus.clone();
+    // Duplicates of acme-1 and zenith-1 under other ids: ties on every probe.
+    for (k, i) in [0usize, 1].into_iter().enumerate() {
+        let mut e = b.corpus[i].clone();
+        e.id = 10 + k as i64;
+        entries.push(e);
+    }
+    let df = docfreq(&entries);
+    let t = Thresholds::default();
+    let d = Discount::default();
+    let ctx = ScoreContext::new(&df, "corpus", &t, &d);
+    let index = CorpusIndex::new(&entries);
+    let mut probes: Vec<&Fingerprint> = entries.iter().map(|e| &e.fingerprint).collect();
+    probes.push(&b.rebrand);
+    let mut pruned = 0;
+    let mut ties = 0;
+    for probe in probes {
+        let all = index.scan(probe, &ctx);
+        assert!(!all.is_empty());
+        ties += all
+            .windows(2)
+            .filter(|w| w[0].comparison.score == w[1].comparison.score)
+            .count();
+        for r in &all {
+            let e = &entries[r.image];
+            let direct = score(
+                probe,
+                &e.fingerprint,
+                &pair(probe, &e.fingerprint, &t),
+                &ScoreContext {
+                    labels_b: Some(&e.labels),
+                    ..ctx
+                },
+            );
+            assert_eq!(r.comparison, direct);
+        }
+        for top in [1, 2, 3, 4, 7, 8, 100] {
+            let (got, stats) = index.scan_top_counted(probe, &ctx, top);
+            let want = &all[..top.min(all.len())];
+            assert_eq!(got.len(), want.len(), "{} top {top}", probe.image.name);
+            for (g, w) in got.iter().zip(want) {
+                assert_eq!(g.image, w.image, "{} top {top}", probe.image.name);
+                assert_eq!(g.comparison, w.comparison);
+            }
+            assert!(stats.matched <= stats.bounded);
+            assert!(stats.bounded >= all.len());
+            if stats.matched < stats.bounded {
+                pruned += 1;
+            }
+        }
+        assert!(index.scan_top(probe, &ctx, 0).is_empty());
+    }
+    assert!(ties >= 2, "{ties}");
+    // The bound proves images out of the top: the second stage does not score everything.
+    assert!(pruned >= 5, "{pruned}");
+}
+
+/// An ELF file sharing with the probe only sections too light to lift it to `file_match_min`
+/// (a 16-byte `.fini`) is no candidate, in `pair` and in the index alike; sections that can —
+/// `.text`, or `.rodata` and `.data` together though neither alone — make one.
+#[test]
+fn light_shared_sections_make_no_candidate() {
+    use fwsim::features::class::ContentClass;
+    use fwsim::features::elf::{ElfFeatures, SectionDigest};
+    use fwsim::fingerprint::{FileDigests, FileFeatures};
+    use sha2::Digest;
+    let sha = |s: &str| hex::encode(sha2::Sha256::digest(s.as_bytes()));
+    let elf = |name: &str, sections: &[(&str, u64, &str)]| FileFeatures {
+        sha256: sha(name),
+        size: 40_000,
+        paths: vec![format!("bin/{name}")],
+        class: ContentClass::ElfExecutable,
+        digests: FileDigests {
+            ssdeep: None,
+            tlsh: None,
+        },
+        strings: 0,
+        unpacked: false,
+        elf: Some(ElfFeatures {
+            code_comparable: true,
+            sections: sections
+                .iter()
+                .map(|&(n, size, key)| SectionDigest {
+                    name: n.into(),
+                    size,
+                    sha256: sha(key),
+                    ssdeep: None,
+                    tlsh: None,
+                })
+                .collect(),
+            ..ElfFeatures::default()
+        }),
+        components: Vec::new(),
+    };
+    let b = built();
+    let image = |name: &str, files: Vec<FileFeatures>| {
+        let mut fp = b.corpus[0].fingerprint.clone();
+        fp.image.name = name.into();
+        fp.image.sha256 = sha(name);
+        fp.evidence.clear();
+        fp.files = files;
+        fp
+    };
+    let probe = image(
+        "probe",
+        vec![elf(
+            "app",
+            &[
+                (".text", 10_000, "text-p"),
+                (".rodata", 3_000, "rodata-p"),
+                (".data", 4_000, "data-p"),
+                (".fini", 16, "fini"),
+            ],
+        )],
+    );
+    let fini_only = elf(
+        "other",
+        &[
+            (".text", 10_000, "text-o"),
+            (".rodata", 3_000, "rodata-o"),
+            (".fini", 16, "fini"),
+        ],
+    );
+    let same_text = elf(
+        "rebuilt",
+        &[
+            (".text", 10_000, "text-p"),
+            (".rodata", 3_000, "rodata-x"),
+            (".fini", 16, "fini"),
+        ],
+    );
+    let data_parts = elf(
+        "tables",
+        &[
+            (".text", 10_000, "text-y"),
+            (".rodata", 3_000, "rodata-p"),
+            (".data", 4_000, "data-p"),
+        ],
+    );
+    let rodata_only = elf(
+        "strings",
+        &[
+            (".text", 10_000, "text-z"),
+            (".rodata", 3_000, "rodata-p"),
+            (".data", 4_000, "data-z"),
+        ],
+    );
+    let t = Thresholds::default();
+    let entries: Vec<Entry> = [fini_only, same_text, data_parts, rodata_only]
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| Entry {
+            id: i as i64 + 1,
+            labels: Labels::default(),
+            family: format!("f{i}"),
+            fingerprint: image(&format!("img{i}"), vec![f]),
+        })
+        .collect();
+    let index = CorpusIndex::new(&entries);
+    let hits = index.query(&probe, &t);
+    let mut matched = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let expected = pair(&probe, &e.fingerprint, &t);
+        let got = hits
+            .iter()
+            .find(|h| h.image == i)
+            .map(|h| h.matches.clone())
+            .unwrap_or_default();
+        assert_eq!(got, expected, "img{i}");
+        matched.push(expected.len());
+    }
+    // Of 15,001.6 weighted bytes, .text (10,000) and .rodata + .data (3,000 + 4,000 × 0.5)
+    // reach 0.3; .fini (16 × 0.1) and .rodata alone do not.
+    assert_eq!(matched, vec![0, 1, 1, 0]);
+    let m = &pair(&probe, &entries[2].fingerprint, &t)[0];
+    assert!((m.similarity - 5_000.0 / 15_001.6).abs() < 1e-9, "{m:?}");
+}

@@ -165,8 +165,7 @@ pub fn run(args: &ScanArgs, quiet: bool) -> anyhow::Result<()> {
     let probe = matrix::fingerprint_one(&args.image, &params, &limits, quiet)?;
     let index = CorpusIndex::new(&corpus.entries);
     let ctx = ScoreContext::new(&corpus.docfreq, &corpus.source, &thresholds, &discount);
-    let mut ranked = index.scan(&probe, &ctx);
-    ranked.truncate(args.top);
+    let ranked = index.scan_top(&probe, &ctx, args.top);
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
         let report = ScanReport {

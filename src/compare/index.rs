@@ -3,14 +3,21 @@
 //! files and ELF identifiers, evidence postings), answering per corpus image exactly what
 //! [`pair`](super::matching::pair) answers, without comparing against every file.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rayon::prelude::*;
 
 use super::FileMatch;
-use super::matching::{PreparedFile, file_similarity, prepare, search_radii, similarity};
-use super::score::{Comparison, ScoreContext, score};
+use super::matching::{
+    PreparedFile, PreparedSection, file_similarity, prepare, search_radii, shared_section_floor,
+    shares_enough_sections, similarity,
+};
+use super::score::{
+    Comparison, PerCategory, ScoreContext, file_material, fuzzy_mass_cap, is_shared_secret,
+    material, max_similarity, score, scoring_evidence, upper_bound,
+};
 use super::thresholds::Thresholds;
+use super::weights::Weigher;
 use crate::corpus::Entry;
 use crate::fingerprint::{FileFeatures, Fingerprint};
 use crate::hash::{Ssdeep, SsdeepIndex, SsdeepPrepared, Tlsh, TlshIndex};
@@ -18,29 +25,43 @@ use crate::hash::{Ssdeep, SsdeepIndex, SsdeepPrepared, Tlsh, TlshIndex};
 /// Exact postings: a string key (a SHA-256, an evidence item) → the numbers holding it.
 #[derive(Debug, Default)]
 struct Postings<'a> {
-    /// Key → range of `numbers`.
-    keys: HashMap<&'a str, (u32, u32)>,
+    /// (prefix, key, start, len) sorted by (prefix, key): the key's range of `numbers`. The
+    /// prefix (the key's first 8 bytes, big-endian) settles most comparisons of the sort and the
+    /// lookups without touching the strings.
+    keys: Vec<(u64, &'a str, u32, u32)>,
     /// Numbers, ascending and unique within each key's range.
     numbers: Vec<u32>,
 }
 
+/// The first 8 bytes of `s` as a big-endian number (zero-padded): ordering by it and then by
+/// the string orders by the string.
+fn prefix(s: &str) -> u64 {
+    let mut b = [0u8; 8];
+    for (d, x) in b.iter_mut().zip(s.bytes()) {
+        *d = x;
+    }
+    u64::from_be_bytes(b)
+}
+
 impl<'a> Postings<'a> {
     /// Builds from (key, number) pairs in any order.
-    fn new(mut pairs: Vec<(&'a str, u32)>) -> Self {
+    fn new(pairs: Vec<(&'a str, u32)>) -> Self {
+        let mut pairs: Vec<(u64, &'a str, u32)> =
+            pairs.into_iter().map(|(k, n)| (prefix(k), k, n)).collect();
         pairs.par_sort_unstable();
         pairs.dedup();
-        let mut keys = HashMap::with_capacity(pairs.len());
+        let mut keys = Vec::new();
         let mut numbers = Vec::with_capacity(pairs.len());
         let mut rest = pairs.as_slice();
-        while let Some(&(key, _)) = rest.first() {
+        while let Some(&(p, key, _)) = rest.first() {
             let n = rest
                 .iter()
-                .position(|&(k, _)| k != key)
+                .position(|&(q, k, _)| q != p || k != key)
                 .unwrap_or(rest.len());
             let (group, tail) = rest.split_at(n);
             let start = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
-            numbers.extend(group.iter().map(|&(_, g)| g));
-            keys.insert(key, (start, u32::try_from(n).unwrap_or(u32::MAX)));
+            numbers.extend(group.iter().map(|&(_, _, g)| g));
+            keys.push((p, key, start, u32::try_from(n).unwrap_or(u32::MAX)));
             rest = tail;
         }
         Self { keys, numbers }
@@ -48,9 +69,12 @@ impl<'a> Postings<'a> {
 
     /// The numbers holding `key`, ascending.
     fn get(&self, key: &str) -> &[u32] {
+        let p = prefix(key);
         self.keys
-            .get(key)
-            .and_then(|&(start, len)| {
+            .binary_search_by(|&(q, k, _, _)| q.cmp(&p).then_with(|| k.cmp(key)))
+            .ok()
+            .and_then(|i| self.keys.get(i))
+            .and_then(|&(_, _, start, len)| {
                 let start = start as usize;
                 self.numbers.get(start..start.saturating_add(len as usize))
             })
@@ -100,6 +124,15 @@ pub struct PairScore {
     pub b: usize,
     /// A against B.
     pub comparison: Comparison,
+}
+
+/// What the two stages of [`CorpusIndex::scan_top`] saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TopStats {
+    /// Images sharing anything with the probe, each given an upper bound of its score.
+    pub bounded: usize,
+    /// Of these, images matched file by file and scored.
+    pub matched: usize,
 }
 
 /// Sizes of a built index, for reports and benchmarks.
@@ -327,38 +360,24 @@ impl<'a> CorpusIndex<'a> {
         keep: &(dyn Fn(u32) -> bool + Sync),
     ) -> Vec<ImageMatches> {
         let prepared = prepare(probe);
-        // Candidates of every probe file first, then each candidate file parsed once (many
-        // probe files name the same candidates), then the best per image.
         let found: Vec<Candidates> = prepared
             .par_iter()
             .map(|(_, f)| self.candidates(f, t, keep))
             .collect();
-        let mut union: Vec<u32> = found.iter().flat_map(|(_, c)| c.iter().copied()).collect();
-        union.par_sort_unstable();
-        union.dedup();
-        let parsed: Vec<Option<PreparedFile<'a>>> = union
-            .par_iter()
-            .map(|&g| self.file(g).map(|(_, f)| PreparedFile::new(f)))
-            .collect();
-        let lookup = |g: u32| {
-            union
-                .binary_search(&g)
-                .ok()
-                .and_then(|k| parsed.get(k))
-                .and_then(Option::as_ref)
-        };
-        let per_file: Vec<Vec<(u32, FileMatch)>> = prepared
-            .par_iter()
-            .zip(found)
-            .map(|((ai, f), (identical, candidates))| {
-                let mut found = self.choose(f, t, identical, &candidates, &lookup);
-                for (_, m) in &mut found {
-                    m.a = *ai;
-                }
-                found
+        let mut by_image: BTreeMap<u32, ImageMatches> = self
+            .resolve(&prepared, found, t)
+            .into_iter()
+            .map(|(image, matches)| {
+                (
+                    image,
+                    ImageMatches {
+                        image: image as usize,
+                        matches,
+                        shared_evidence: 0,
+                    },
+                )
             })
             .collect();
-        let mut by_image: BTreeMap<u32, ImageMatches> = BTreeMap::new();
         let slot = |by_image: &mut BTreeMap<u32, ImageMatches>, image: u32| {
             by_image.entry(image).or_insert_with(|| ImageMatches {
                 image: image as usize,
@@ -366,16 +385,7 @@ impl<'a> CorpusIndex<'a> {
                 shared_evidence: 0,
             });
         };
-        // Probe files in file order, so every image's matches come out ordered by `a`.
-        for found in per_file {
-            for (image, m) in found {
-                slot(&mut by_image, image);
-                if let Some(im) = by_image.get_mut(&image) {
-                    im.matches.push(m);
-                }
-            }
-        }
-        let mut seen: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
         for ev in &probe.evidence {
             if !seen.insert((ev.kind.as_str(), ev.value.as_str())) {
                 continue;
@@ -401,6 +411,51 @@ impl<'a> CorpusIndex<'a> {
             }
         }
         by_image.into_values().collect()
+    }
+
+    /// The file matches of every image from the candidates of each probe file (`found`, in
+    /// `prepared`'s order), by image; each image's matches ordered by the probe's file index.
+    fn resolve(
+        &self,
+        prepared: &[(usize, PreparedFile<'_>)],
+        found: Vec<Candidates>,
+        t: &Thresholds,
+    ) -> BTreeMap<u32, Vec<FileMatch>> {
+        // Each candidate file parsed once (many probe files name the same candidates), then
+        // the best per image.
+        let mut union: Vec<u32> = found.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+        union.par_sort_unstable();
+        union.dedup();
+        let parsed: Vec<Option<PreparedFile<'a>>> = union
+            .par_iter()
+            .map(|&g| self.file(g).map(|(_, f)| PreparedFile::new(f)))
+            .collect();
+        let lookup = |g: u32| {
+            union
+                .binary_search(&g)
+                .ok()
+                .and_then(|k| parsed.get(k))
+                .and_then(Option::as_ref)
+        };
+        let per_file: Vec<Vec<(u32, FileMatch)>> = prepared
+            .par_iter()
+            .zip(found)
+            .map(|((ai, f), (identical, candidates))| {
+                let mut found = self.choose(f, t, identical, &candidates, &lookup);
+                for (_, m) in &mut found {
+                    m.a = *ai;
+                }
+                found
+            })
+            .collect();
+        let mut by_image: BTreeMap<u32, Vec<FileMatch>> = BTreeMap::new();
+        // Probe files in file order, so every image's matches come out ordered by `a`.
+        for found in per_file {
+            for (image, m) in found {
+                by_image.entry(image).or_default().push(m);
+            }
+        }
+        by_image
     }
 
     /// Scores `probe` against every corpus image that shares a matched file or an evidence item
@@ -430,6 +485,266 @@ impl<'a> CorpusIndex<'a> {
                 .then(x.image.cmp(&y.image))
         });
         out
+    }
+
+    /// The `top` best corpus images for `probe`: exactly the first `top` of
+    /// [`scan`](Self::scan) (same images, order, scores, verdicts and evidence), found in two
+    /// stages. First every image sharing anything with the probe gets an upper bound of its
+    /// score from the postings alone ([`upper_bound`]: identical files and shared evidence at
+    /// their exact masses, each probe file with fuzzy candidates in the image at the most a
+    /// fuzzy match can weigh, every candidate file of the image fully matched). Then images are
+    /// matched file by file and scored in descending order of their bound, until the `top`-th
+    /// exact score exceeds the next bound (or equals it while that image ranks after it on the
+    /// image-number tie-break): no image left can enter the top.
+    pub fn scan_top(&self, probe: &Fingerprint, ctx: &ScoreContext<'_>, top: usize) -> Vec<Ranked> {
+        self.scan_top_counted(probe, ctx, top).0
+    }
+
+    /// [`scan_top`](Self::scan_top), with how much of the corpus each stage saw.
+    pub fn scan_top_counted(
+        &self,
+        probe: &Fingerprint,
+        ctx: &ScoreContext<'_>,
+        top: usize,
+    ) -> (Vec<Ranked>, TopStats) {
+        let mut stats = TopStats::default();
+        if top == 0 {
+            return (Vec::new(), stats);
+        }
+        let t = ctx.thresholds;
+        let w = Weigher {
+            docfreq: ctx.docfreq,
+            discount: ctx.discount,
+            thresholds: t,
+        };
+        let prepared = prepare(probe);
+        let found: Vec<Candidates> = prepared
+            .par_iter()
+            .map(|(_, f)| self.candidates(f, t, &|_| true))
+            .collect();
+        let n = self.entries.len();
+        let mut matched_a: Vec<PerCategory> = vec![[0.0; 5]; n];
+        let mut matched_b: Vec<PerCategory> = vec![[0.0; 5]; n];
+        // Images sharing an evidence item (any kind: what makes `scan` report an image).
+        let mut evidence_hit = vec![false; n];
+        let mut secret = vec![false; n];
+        // (image, file) of every corpus file that may be some probe file's counterpart.
+        let mut touched: Vec<(u32, u32)> = Vec::new();
+        let add = |per: &mut Vec<PerCategory>, image: u32, c: usize, x: f64| {
+            if let Some(v) = per.get_mut(image as usize).and_then(|p| p.get_mut(c)) {
+                *v += x;
+            }
+        };
+        for ((_, f), (identical, candidates)) in prepared.iter().zip(&found) {
+            let (c, mass) = file_material(&w, f.file);
+            let cap = fuzzy_mass_cap(&w, f.file);
+            let mut last = None;
+            for (image, m) in identical {
+                if last != Some(*image) {
+                    add(&mut matched_a, *image, c, mass);
+                    last = Some(*image);
+                }
+                touched.push((*image, u32::try_from(m.b).unwrap_or(u32::MAX)));
+            }
+            let mut last = None;
+            for at in candidates
+                .iter()
+                .filter_map(|&g| self.files.get(g as usize))
+            {
+                if last != Some(at.image) {
+                    add(&mut matched_a, at.image, c, cap);
+                    last = Some(at.image);
+                }
+                touched.push((at.image, at.file));
+            }
+        }
+        touched.par_sort_unstable();
+        touched.dedup();
+        let sim_max = max_similarity(t);
+        let b_side: Vec<(u32, usize, f64)> = touched
+            .par_iter()
+            .filter_map(|&(image, file)| {
+                let f = self
+                    .entries
+                    .get(image as usize)?
+                    .fingerprint
+                    .files
+                    .get(file as usize)?;
+                let (c, mass) = file_material(&w, f);
+                Some((image, c, mass * sim_max))
+            })
+            .collect();
+        for (image, c, x) in b_side {
+            add(&mut matched_b, image, c, x);
+        }
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        for ev in &probe.evidence {
+            if !seen.insert((ev.kind.as_str(), ev.value.as_str())) {
+                continue;
+            }
+            let scoring = scoring_evidence(&w, ev.kind, &ev.value);
+            let is_secret = is_shared_secret(&w, ev.kind, &ev.value);
+            for image in self.holders(ev) {
+                if let Some(hit) = evidence_hit.get_mut(image as usize) {
+                    *hit = true;
+                }
+                if let Some((c, x)) = scoring {
+                    add(&mut matched_a, image, c, x);
+                    add(&mut matched_b, image, c, x);
+                }
+                if is_secret && let Some(s) = secret.get_mut(image as usize) {
+                    *s = true;
+                }
+            }
+        }
+        // Every image sharing anything, with its bound, best first.
+        let mut images: Vec<u32> = touched.iter().map(|&(image, _)| image).collect();
+        images.extend(
+            evidence_hit
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| **h)
+                .filter_map(|(i, _)| u32::try_from(i).ok()),
+        );
+        images.sort_unstable();
+        images.dedup();
+        let total_a = material(&w, probe);
+        let mut order: Vec<(u32, f64)> = images
+            .par_iter()
+            .filter_map(|&image| {
+                let entry = self.entries.get(image as usize)?;
+                let total_b = material(&w, &entry.fingerprint);
+                let bound = upper_bound(
+                    &total_a,
+                    &total_b,
+                    matched_a.get(image as usize)?,
+                    matched_b.get(image as usize)?,
+                    secret.get(image as usize).copied().unwrap_or(true),
+                    t,
+                );
+                Some((image, bound))
+            })
+            .collect();
+        order.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        stats.bounded = order.len();
+
+        let mut out: Vec<Ranked> = Vec::new();
+        let mut next = 0;
+        // The first round scores `top` images, later rounds 1, 2, 4 … more (the bound is usually
+        // tight once the top is known).
+        let mut batch: usize = 1;
+        while let Some(&(image, bound)) = order.get(next) {
+            if out.len() >= top
+                && let Some(last) = out.get(top.saturating_sub(1))
+                && (bound < last.comparison.score
+                    || (bound <= last.comparison.score && image as usize > last.image))
+            {
+                break;
+            }
+            let size = if out.len() < top {
+                top.saturating_sub(out.len())
+            } else {
+                batch
+            };
+            let end = next.saturating_add(size).min(order.len());
+            let mut chunk: Vec<u32> = order
+                .get(next..end)
+                .unwrap_or_default()
+                .iter()
+                .map(|&(image, _)| image)
+                .collect();
+            if out.len() >= top {
+                batch = batch.saturating_mul(2);
+            }
+            next = end;
+            chunk.sort_unstable();
+            stats.matched += chunk.len();
+            out.extend(self.score_some(probe, &prepared, &found, &chunk, &evidence_hit, ctx));
+            out.sort_by(|x, y| {
+                y.comparison
+                    .score
+                    .total_cmp(&x.comparison.score)
+                    .then(x.image.cmp(&y.image))
+            });
+            out.truncate(top);
+        }
+        (out, stats)
+    }
+
+    /// The images holding evidence item `ev` (its kind and value), ascending.
+    fn holders<'s>(
+        &'s self,
+        ev: &'s crate::features::evidence::Evidence,
+    ) -> impl Iterator<Item = u32> + 's {
+        self.evidence
+            .get(&ev.value)
+            .iter()
+            .copied()
+            .filter(|&image| {
+                self.entries.get(image as usize).is_some_and(|e| {
+                    e.fingerprint
+                        .evidence
+                        .iter()
+                        .any(|o| o.kind == ev.kind && o.value == ev.value)
+                })
+            })
+    }
+
+    /// The second stage of [`scan_top`](Self::scan_top): `images` (ascending) matched file by
+    /// file from the candidates already found and scored, leaving out those that end up sharing
+    /// nothing (no file matched, no evidence), as [`scan`](Self::scan) does.
+    fn score_some(
+        &self,
+        probe: &Fingerprint,
+        prepared: &[(usize, PreparedFile<'_>)],
+        found: &[Candidates],
+        images: &[u32],
+        evidence_hit: &[bool],
+        ctx: &ScoreContext<'_>,
+    ) -> Vec<Ranked> {
+        let within = |image: u32| images.binary_search(&image).is_ok();
+        let found: Vec<Candidates> = found
+            .par_iter()
+            .map(|(identical, candidates)| {
+                (
+                    identical
+                        .iter()
+                        .filter(|(image, _)| within(*image))
+                        .cloned()
+                        .collect(),
+                    candidates
+                        .iter()
+                        .copied()
+                        .filter(|&g| {
+                            self.files
+                                .get(g as usize)
+                                .is_some_and(|at| within(at.image))
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let mut matched = self.resolve(prepared, found, ctx.thresholds);
+        let work: Vec<(u32, Vec<FileMatch>)> = images
+            .iter()
+            .map(|&image| (image, matched.remove(&image).unwrap_or_default()))
+            .filter(|(image, m)| {
+                !m.is_empty() || evidence_hit.get(*image as usize).copied().unwrap_or(false)
+            })
+            .collect();
+        work.into_par_iter()
+            .filter_map(|(image, matches)| {
+                let entry = self.entries.get(image as usize)?;
+                let ctx = ScoreContext {
+                    labels_b: Some(&entry.labels),
+                    ..*ctx
+                };
+                Some(Ranked {
+                    image: image as usize,
+                    comparison: score(probe, &entry.fingerprint, &matches, &ctx),
+                })
+            })
+            .collect()
     }
 
     /// Every pair `a < b` of indexed images scored (`compare(a, b)`: A's files matched in B),
@@ -530,9 +845,7 @@ impl<'a> CorpusIndex<'a> {
                 });
             }
         }
-        for s in probe.sections.iter().filter(|s| s.size > 0) {
-            candidates.extend_from_slice(self.section_sha.get(s.sha256));
-        }
+        candidates.extend(self.section_candidates(probe, t));
         candidates.sort_unstable();
         candidates.dedup();
         let class = probe.class();
@@ -542,6 +855,37 @@ impl<'a> CorpusIndex<'a> {
             })
         });
         (out, candidates)
+    }
+
+    /// The files sharing enough of `probe`'s ELF sections ([`shares_enough_sections`]), ascending.
+    /// Only *lead* sections are looked up: a file whose heaviest shared section is `s` shares at
+    /// most the weighted sizes of `s` and every lighter section, so when those stay below the
+    /// floor, `s` cannot lead (a shared `.fini` is looked up only when it could matter). Each
+    /// file found is then checked against the rule itself.
+    fn section_candidates(&self, probe: &PreparedFile<'_>, t: &Thresholds) -> Vec<u32> {
+        let floor = shared_section_floor(probe, t);
+        let weighted = |s: &PreparedSection<'_>| t.section_weight(s.name) * s.size as f64;
+        let mut order: Vec<&PreparedSection<'_>> =
+            probe.sections.iter().filter(|s| s.size > 0).collect();
+        order.sort_by(|x, y| weighted(y).total_cmp(&weighted(x)));
+        let mut lighter: f64 = order.iter().map(|s| weighted(s)).sum();
+        let mut found: Vec<u32> = Vec::new();
+        for s in order {
+            // Weights are non-negative wherever the floor is above 0; slack for rounding.
+            if floor > 0.0 && lighter * (1.0 + 1e-9) + 1e-9 < floor {
+                break;
+            }
+            lighter -= weighted(s);
+            found.extend_from_slice(self.section_sha.get(s.sha256));
+        }
+        found.sort_unstable();
+        found.dedup();
+        found.retain(|&g| {
+            shares_enough_sections(probe, t, floor, |s| {
+                self.section_sha.get(s.sha256).binary_search(&g).is_ok()
+            })
+        });
+        found
     }
 
     /// For one probe file, its best counterpart in every image that has one, as (image, match)

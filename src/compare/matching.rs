@@ -18,7 +18,9 @@
 //!
 //! Counterparts are looked for among candidates only ([`search_radii`]): beyond the whole-file
 //! TLSH radius derived from the thresholds ([`whole_tlsh_radius`]) a file without ssdeep overlap
-//! provably stays below `file_match_min`, so it is never scored.
+//! provably stays below `file_match_min`, so it is never scored; identical ELF sections make a
+//! candidate only when their weighted size alone could lift the file to `file_match_min`
+//! ([`shared_section_floor`]: a shared 4-byte `.fini` does not).
 
 use std::collections::HashMap;
 
@@ -164,8 +166,8 @@ pub fn whole_tlsh_radius(t: &Thresholds) -> Option<u32> {
 }
 
 /// The TLSH radii (whole file, ELF identifier) within which `probe`'s fuzzy counterparts are
-/// looked for; every file outside both, outside the ssdeep hits and sharing no section is
-/// provably no match.
+/// looked for; every file outside both, outside the ssdeep hits and not sharing enough section
+/// bytes ([`shares_enough_sections`]) is no candidate.
 ///
 /// A probe that is not comparable code (not ELF, or packed) is matched on whole-file digests
 /// only, so [`whole_tlsh_radius`] bounds it and identifiers do not count. Comparable ELF code
@@ -178,6 +180,55 @@ pub fn search_radii(probe: &PreparedFile<'_>, t: &Thresholds) -> (Option<u32>, O
     } else {
         (whole_tlsh_radius(t), None)
     }
+}
+
+/// The weighted size (`section weight × size`, summed in `probe`'s section order) that the
+/// sections a file shares with `probe` by SHA-256 must reach to make it a candidate: with only
+/// those sections matched (similarity 1) and every other section at 0, the section similarity
+/// is at most their weighted size over `probe`'s total ([`section_similarity`] divides by at
+/// least that), so below `file_match_min ×` the total they cannot lift the file to
+/// `file_match_min` on their own. 0 (any shared section makes a candidate) when a weight or the
+/// minimum is negative or not a number, where no such bound holds.
+pub fn shared_section_floor(probe: &PreparedFile<'_>, t: &Thresholds) -> f64 {
+    let weights = [
+        t.section_text_weight,
+        t.section_rodata_weight,
+        t.section_data_weight,
+        t.section_other_weight,
+        t.file_match_min,
+    ];
+    if weights.iter().any(|w| w.is_nan() || *w < 0.0) {
+        return 0.0;
+    }
+    let total: f64 = probe
+        .sections
+        .iter()
+        .map(|s| t.section_weight(s.name) * s.size as f64)
+        .sum();
+    // A little slack so that rounding never turns a candidate away.
+    let floor = t.file_match_min * total * (1.0 - 1e-9);
+    if floor.is_finite() { floor } else { 0.0 }
+}
+
+/// Whether the sections `probe` shares with a file make it a candidate: at least one shared
+/// section (of non-zero size) and their weighted sizes, summed in `probe`'s section order,
+/// reach [`shared_section_floor`]. `shares(s)` answers whether the file holds a section with
+/// the SHA-256 of `probe`'s section `s`.
+pub fn shares_enough_sections(
+    probe: &PreparedFile<'_>,
+    t: &Thresholds,
+    floor: f64,
+    mut shares: impl FnMut(&PreparedSection<'_>) -> bool,
+) -> bool {
+    let mut any = false;
+    let mut sum = 0.0;
+    for s in probe.sections.iter().filter(|s| s.size > 0) {
+        if shares(s) {
+            any = true;
+            sum += t.section_weight(s.name) * s.size as f64;
+        }
+    }
+    any && sum >= floor
 }
 
 /// Every non-container file of a fingerprint, prepared, with its index in `files`.
@@ -426,7 +477,7 @@ impl<'a> Prepared<'a> {
             return Some(m);
         }
         // Candidates: ssdeep index hits, TLSH within range, and for ELF files the identifier
-        // digest within range or any identical section.
+        // digest within range or identical sections of enough weight.
         let mut candidates: Vec<usize> = probe
             .ssdeep
             .as_ref()
@@ -440,6 +491,7 @@ impl<'a> Prepared<'a> {
             .unwrap_or_default();
         let class = probe.class();
         let (whole, identifier) = search_radii(probe, t);
+        let floor = shared_section_floor(probe, t);
         for (k, (_, f)) in self.files.iter().enumerate() {
             if f.class() != class {
                 continue;
@@ -449,10 +501,10 @@ impl<'a> Prepared<'a> {
             };
             let close = near(probe.tlsh.as_ref(), f.tlsh.as_ref(), whole)
                 || near(probe.identifier.as_ref(), f.identifier.as_ref(), identifier)
-                || probe.sections.iter().any(|s| {
+                || shares_enough_sections(probe, t, floor, |s| {
                     f.sections
                         .iter()
-                        .any(|o| o.sha256 == s.sha256 && s.size > 0)
+                        .any(|o| o.size > 0 && o.sha256 == s.sha256)
                 });
             if close {
                 candidates.push(k);

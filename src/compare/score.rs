@@ -410,10 +410,11 @@ pub fn score(
     for (bi, fb) in b.files.iter().enumerate().filter(|(_, f)| !f.unpacked) {
         let matched = best_b.get(&bi).copied().unwrap_or(0.0);
         let cat = Category::of_file(fb);
-        mass_b.add(cat, file_mass(fb), matched);
+        let mass = file_mass(fb);
+        mass_b.add(cat, mass, matched);
         if cat == Category::Code || is_kernel_module(fb) {
             let plain = best_b_plain.get(&bi).copied().unwrap_or(0.0);
-            sdk_b.add(Category::Code, file_mass(fb), plain);
+            sdk_b.add(Category::Code, mass, plain);
         }
     }
 
@@ -555,6 +556,135 @@ pub fn score(
             .count(),
         evidence,
     }
+}
+
+/// Per-category amounts in [`Category::ALL`] order (material totals or matched masses), for
+/// [`upper_bound`].
+pub(crate) type PerCategory = [f64; 5];
+
+/// Position of a category in [`PerCategory`].
+pub(crate) fn category_index(c: Category) -> usize {
+    match c {
+        Category::Code => 0,
+        Category::Data => 1,
+        Category::WebConfig => 2,
+        Category::Crypto => 3,
+        Category::Platform => 4,
+    }
+}
+
+/// What [`upper_bound`] knows of one file: its category and the mass `score` gives it in its
+/// own image (size weight × rarity × component factor).
+pub(crate) fn file_material(w: &Weigher<'_>, f: &FileFeatures) -> (usize, f64) {
+    let mass =
+        Weigher::size_weight(f.size) * w.rarity(&format!("file:{}", f.sha256)) * w.file_factor(f);
+    (category_index(Category::of_file(f)), mass)
+}
+
+/// The largest similarity a fuzzy match can have: 1, unless the thresholds weigh TLSH or the
+/// identifier digest above it.
+pub(crate) fn max_similarity(t: &Thresholds) -> f64 {
+    1.0_f64.max(t.tlsh_weight).max(t.identifier_cap)
+}
+
+/// The most a fuzzy match can add to image A's matched mass for file `f` of A: its size weight
+/// × its component factor × the largest rarity any item can have (the counterpart's rarity
+/// counts, not the file's own) × [`max_similarity`].
+pub(crate) fn fuzzy_mass_cap(w: &Weigher<'_>, f: &FileFeatures) -> f64 {
+    let t = w.thresholds;
+    Weigher::size_weight(f.size)
+        * w.file_factor(f)
+        * t.rarity_floor.max(1.0)
+        * t.discount_factor.max(1.0)
+        * max_similarity(t)
+}
+
+/// An image's material per category, as `score` totals it (files that are not containers and
+/// the evidence items that score).
+pub(crate) fn material(w: &Weigher<'_>, fp: &Fingerprint) -> PerCategory {
+    let mut out = [0.0; 5];
+    for f in fp.files.iter().filter(|f| !f.unpacked) {
+        let (c, m) = file_material(w, f);
+        if let Some(x) = out.get_mut(c) {
+            *x += m;
+        }
+    }
+    for (kind, value) in evidence_set(fp).into_keys() {
+        let (c, weight) = evidence_material(w, kind, value);
+        if let Some(x) = out.get_mut(c) {
+            *x += weight;
+        }
+    }
+    out
+}
+
+/// The category and weight `score` gives a shared evidence item on either side, or `None` for
+/// kinds that label rather than score (vendor, product, build date).
+pub(crate) fn scoring_evidence(w: &Weigher<'_>, kind: Kind, value: &str) -> Option<(usize, f64)> {
+    (!matches!(kind, Kind::Vendor | Kind::Product | Kind::BuildDate))
+        .then(|| evidence_material(w, kind, value))
+}
+
+fn evidence_material(w: &Weigher<'_>, kind: Kind, value: &str) -> (usize, f64) {
+    let item = format!("ev:{}:{value}", kind.as_str());
+    (
+        category_index(Category::of_evidence(kind)),
+        evidence_weight(kind) * w.rarity(&item),
+    )
+}
+
+/// Whether sharing this evidence item raises the score to `shared_secret_floor` (as `score`
+/// decides it).
+pub(crate) fn is_shared_secret(w: &Weigher<'_>, kind: Kind, value: &str) -> bool {
+    matches!(kind, Kind::PrivateKey | Kind::Certificate)
+        && w.rarity(&format!("ev:{}:{value}", kind.as_str())) >= 0.5
+}
+
+/// An upper bound of the score `score` gives A against B (rounded as the score is, so that
+/// `score ≤ bound` holds for the reported value), from both images' material per category
+/// (`total_a`, `total_b`, exact) and upper bounds of their matched masses (`matched_a`,
+/// `matched_b`), and whether a shared secret is possible. Each sub-score is the harmonic mean
+/// of the two matched shares, which grows with either share, and the score is their weighted
+/// mean over the categories both images have material for (known exactly from the totals), so
+/// bounding the shares bounds the score. `f64::INFINITY` when a category weight is negative or
+/// not a number (the mean is then not monotone).
+pub(crate) fn upper_bound(
+    total_a: &PerCategory,
+    total_b: &PerCategory,
+    matched_a: &PerCategory,
+    matched_b: &PerCategory,
+    secret: bool,
+    t: &Thresholds,
+) -> f64 {
+    let mut num = 0.0;
+    let mut den = 0.0;
+    for (k, c) in Category::ALL.into_iter().enumerate() {
+        let w = c.weight(t);
+        if w.is_nan() || w < 0.0 {
+            return f64::INFINITY;
+        }
+        let (Some(&ta), Some(&tb), Some(&ma), Some(&mb)) = (
+            total_a.get(k),
+            total_b.get(k),
+            matched_a.get(k),
+            matched_b.get(k),
+        ) else {
+            return f64::INFINITY;
+        };
+        if ta > 0.0 && tb > 0.0 {
+            num += w * harmonic(ma / ta, mb / tb);
+            den += w;
+        }
+    }
+    let mut score = if den > 0.0 { 100.0 * num / den } else { 0.0 };
+    if secret {
+        score = score.max(t.shared_secret_floor);
+    }
+    if score.is_nan() {
+        return f64::INFINITY;
+    }
+    // Slack for summation order, then rounded like the score.
+    round1((score * (1.0 + 1e-9) + 1e-9).clamp(0.0, 100.0))
 }
 
 /// A Linux kernel module (`ET_REL` with `.modinfo`, class [`ContentClass::ElfKernelModule`]).
