@@ -244,3 +244,60 @@ fn fingerprint_command_writes_a_readable_fingerprint() {
     let bad = fwsim(&["fingerprint", dir.path().join("missing").to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(1));
 }
+
+/// The JSON of a fingerprint, as `fwsim fingerprint` writes it.
+fn json(fp: &Fingerprint) -> String {
+    let mut out = Vec::new();
+    fp.write_to(&mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// Fingerprinting while unpacking (features of each file computed as soon as it is analysed)
+/// gives exactly the tree and the fingerprint of unpacking first: on the synthetic camera in
+/// three packagings (nested uImages and squashfs, tar.gz, a flash dump with carved partitions)
+/// and on the rootfs of real binaries (duplicate files, padding, noise).
+#[test]
+fn fingerprint_while_unpacking_equals_unpack_then_fingerprint() {
+    use fwsim::synth::{Firmware, Options};
+    let fw = Firmware::camera(&Options::tiny()).unwrap();
+    let mut images = vec![
+        ("camera.bin", fw.dahua_bin().unwrap()),
+        ("update.tgz", fw.tar_gz().unwrap()),
+        ("flash.bin", fw.flash_dump().unwrap().0),
+    ];
+    match image() {
+        Some((img, _, _)) => images.push(("rootfs.bin", img)),
+        None => eprintln!("skipping the real-binary image: sample missing"),
+    }
+    let params = FeatureParams::default();
+    for (name, img) in images {
+        let data = Bytes::from(img);
+        let tree = unpack(data.clone(), name.as_bytes(), &Limits::default());
+        let expected = fingerprint(&tree, &params);
+        let levels = std::sync::atomic::AtomicUsize::new(0);
+        let (tree2, fp) = fwsim::features::unpack_and_fingerprint(
+            data,
+            name.as_bytes(),
+            &Limits::default(),
+            &params,
+            &|_| {
+                levels.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+        );
+        assert!(
+            levels.into_inner() >= 2,
+            "{name}: progress after each level"
+        );
+        let paths = |t: &fwsim::unpack::Tree| -> Vec<Vec<u8>> {
+            t.nodes().iter().map(|n| n.path.clone()).collect()
+        };
+        assert_eq!(paths(&tree2), paths(&tree), "{name}");
+        assert!(
+            expected.files.len() > 5,
+            "{name}: {} files",
+            expected.files.len()
+        );
+        assert!(expected.files.iter().any(|f| f.elf.is_some()), "{name}");
+        assert_eq!(json(&fp), json(&expected), "{name}");
+    }
+}

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use fwsim::features::{self, FeatureParams};
 use fwsim::fingerprint::Fingerprint;
-use fwsim::unpack::{self, Limits, Tree};
+use fwsim::unpack::{Limits, Tree};
 
 use super::LimitArgs;
 
@@ -71,11 +71,15 @@ pub(super) fn unpack_and_fingerprint(
         b.enable_steady_tick(std::time::Duration::from_millis(120));
         b
     });
-    let tree = unpack::unpack(data, &name, limits);
-    if let Some(b) = &bar {
-        b.set_message("extracting features");
-    }
-    let fp = features::fingerprint(&tree, params);
+    // Features are extracted while the image is unpacked; the last level's wait for them is
+    // what the second message covers.
+    let (tree, fp) = features::unpack_and_fingerprint(data, &name, limits, params, &|p| {
+        if let Some(b) = &bar
+            && p.pending == 0
+        {
+            b.set_message("extracting features");
+        }
+    });
     if let Some(b) = bar {
         b.finish_and_clear();
     }

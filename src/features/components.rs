@@ -292,6 +292,13 @@ const MAX_EVIDENCE: usize = 120;
 /// assert_eq!(found[0].offset, 1);
 /// ```
 pub fn detect(runs: &[Run<'_>], name: &[u8]) -> Vec<ComponentMatch> {
+    with_name(detect_content(runs), name)
+}
+
+/// The content half of [`detect`]: components recognised from the strings alone (one match per
+/// (component, version), the first in the file), in no particular order. It depends only on the
+/// file's bytes, so it can be computed once per SHA-256 and completed by [`with_name`].
+pub fn detect_content(runs: &[Run<'_>]) -> Vec<ComponentMatch> {
     let c = &*COMPILED;
     let nkw = c.by_keyword.len();
     // Pass 1: which rules each string may satisfy, and which requirement literals the file holds.
@@ -352,6 +359,17 @@ pub fn detect(runs: &[Run<'_>], name: &[u8]) -> Vec<ComponentMatch> {
             },
         );
     }
+    out
+}
+
+/// Completes [`detect_content`]'s matches with the components recognised from the path `name`,
+/// sorted: `with_name(detect_content(runs), name) == detect(runs, name)`.
+pub fn with_name(mut out: Vec<ComponentMatch>, name: &[u8]) -> Vec<ComponentMatch> {
+    let c = &*COMPILED;
+    let mut seen: BTreeSet<(String, Option<String>, Source)> = out
+        .iter()
+        .map(|m| (m.component.clone(), m.version.clone(), m.source))
+        .collect();
     let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
     for (component, re) in &c.names {
         let Some(caps) = re.as_ref().and_then(|re| re.captures(base)) else {

@@ -285,8 +285,7 @@ fn body_facts(elf: &Elf<'_>, data: &[u8], params: &ElfParams, f: &mut ElfFeature
                 strings::extract(b, params.string_min_len, left)
                     .runs
                     .into_iter()
-                    .filter(|r| r.encoding == strings::Encoding::Ascii)
-                    .map(|r| r.text.into_owned()),
+                    .filter_map(|r| r.ascii()),
             );
         }
         all
@@ -295,12 +294,11 @@ fn body_facts(elf: &Elf<'_>, data: &[u8], params: &ElfParams, f: &mut ElfFeature
 }
 
 /// ASCII strings of the whole file (for ELF files without section headers).
-fn file_strings(data: &[u8], params: &ElfParams) -> Vec<String> {
+fn file_strings<'a>(data: &'a [u8], params: &ElfParams) -> Vec<&'a str> {
     strings::extract(data, params.string_min_len, params.max_strings)
         .runs
         .into_iter()
-        .filter(|r| r.encoding == strings::Encoding::Ascii)
-        .map(|r| r.text.into_owned())
+        .filter_map(|r| r.ascii())
         .collect()
 }
 
@@ -385,12 +383,12 @@ fn section_digest(name: &str, bytes: &[u8], floor: u64) -> SectionDigest {
 
 /// TLSH of the sorted, de-duplicated `strings` and `symbols`, joined by `\n`.
 fn identifier_digest(
-    strings: &[String],
+    strings: &[&str],
     symbols: &BTreeSet<String>,
     count: &mut usize,
 ) -> Option<String> {
     let mut all: BTreeSet<&str> = symbols.iter().map(String::as_str).collect();
-    all.extend(strings.iter().map(String::as_str));
+    all.extend(strings.iter().copied());
     *count = all.len();
     let mut h = hash::TlshHasher::new();
     for (i, s) in all.iter().enumerate() {
@@ -443,8 +441,10 @@ mod tests {
         shuffled.reverse();
         shuffled.extend(words.iter().take(50).cloned());
         let (mut a, mut b) = (0, 0);
-        let da = identifier_digest(&words, &BTreeSet::new(), &mut a);
-        let db = identifier_digest(&shuffled, &BTreeSet::new(), &mut b);
+        let words_ref: Vec<&str> = words.iter().map(String::as_str).collect();
+        let shuffled_ref: Vec<&str> = shuffled.iter().map(String::as_str).collect();
+        let da = identifier_digest(&words_ref, &BTreeSet::new(), &mut a);
+        let db = identifier_digest(&shuffled_ref, &BTreeSet::new(), &mut b);
         assert!(da.is_some());
         assert_eq!(da, db);
         assert_eq!((a, b), (200, 200));

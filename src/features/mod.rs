@@ -1,7 +1,6 @@
-//! Features: what fwsim extracts from the files of an unpacked tree (content class, ELF anatomy,
-//! strings, open-source components, evidence that survives a rebrand), one small module each, and
-//! the driver [`fingerprint`] that runs them over every unique file in parallel and measures
-//! coverage.
+//! Features of an unpacked tree's files (class, ELF anatomy, strings, components, evidence that
+//! survives a rebrand), one module each; the drivers [`fingerprint`] (unique files in parallel,
+//! coverage) and [`unpack_and_fingerprint`] (each file's features started while unpacking).
 
 pub mod class;
 pub mod components;
@@ -10,7 +9,9 @@ pub mod evidence;
 pub mod strings;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
+use bytes::Bytes;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -19,8 +20,9 @@ use crate::fingerprint::{
     SCHEMA_VERSION,
 };
 use crate::hash;
-use crate::unpack::{EntryKind, GapKind, Node, Tree};
+use crate::unpack::{self, Analysis, EntryKind, GapKind, Limits, Node, Progress, Tree};
 use class::ContentClass;
+use components::ComponentMatch;
 
 /// Extraction parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,15 +97,73 @@ struct Unique<'t> {
 /// The fingerprint of an unpacked image: features of every unique file (files nothing was
 /// unpacked from), computed in parallel, and the image's coverage.
 pub fn fingerprint(tree: &Tree, params: &FeatureParams) -> Fingerprint {
+    fingerprint_with(tree, params, HashMap::new())
+}
+
+/// Unpacks `data` (named `name`) within `limits` and fingerprints it, exactly as [`unpack()`]
+/// then [`fingerprint`] would, but faster: each file's content features are computed as soon as
+/// the unpacker has analysed it, on the same thread pool, while the rest of the image is still
+/// being unpacked. `progress` is called after each level of unpacking.
+///
+/// [`unpack()`]: crate::unpack::unpack
+pub fn unpack_and_fingerprint(
+    data: Bytes,
+    name: &[u8],
+    limits: &Limits,
+    params: &FeatureParams,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> (Tree, Fingerprint) {
+    let elf_params = params.elf();
+    let done: Mutex<HashMap<[u8; 32], Content>> = Mutex::new(HashMap::new());
+    let tree = rayon::scope(|scope| {
+        let analysed = |tree: &Tree, id: usize, sha: &[u8; 32], a: &Analysis| {
+            let Some(node) = tree.get(id).filter(|n| wants_content(tree, n, a)) else {
+                return;
+            };
+            let (data, sha, elf_params, done) = (node.data.clone(), *sha, &elf_params, &done);
+            scope.spawn(move |_| {
+                let c = content(&data, params, elf_params);
+                if let Ok(mut map) = done.lock() {
+                    map.insert(sha, c);
+                }
+            });
+        };
+        unpack::unpack_observed(data, name, limits, progress, &analysed)
+    });
+    let done = done.into_inner().unwrap_or_default();
+    let fp = fingerprint_with(&tree, params, done);
+    (tree, fp)
+}
+
+/// Whether a blob just analysed as `a` will be a unique file of the fingerprint that is not a
+/// container (so that its content features are wanted): nothing unpacked from it, or an entry a
+/// container names whose inner structures were only carved.
+fn wants_content(tree: &Tree, n: &Node, a: &Analysis) -> bool {
+    if n.kind != EntryKind::File || n.data.is_empty() {
+        return false;
+    }
+    match a {
+        Analysis::Leaf { .. } => true,
+        Analysis::Whole { result: Ok(u), .. } => u.children.is_empty(),
+        Analysis::Whole { result: Err(_), .. } => true,
+        Analysis::Carved { regions, .. } => regions.is_empty() || named_entry(tree, n),
+    }
+}
+
+/// [`fingerprint`], with the content features of some files already computed (by SHA-256).
+fn fingerprint_with(
+    tree: &Tree,
+    params: &FeatureParams,
+    mut done: HashMap<[u8; 32], Content>,
+) -> Fingerprint {
     let uniques = unique_files(tree);
     let elf_params = params.elf();
+    let work: Vec<(&Unique<'_>, Option<Content>)> = uniques
+        .iter()
+        .map(|u| (u, (!u.container).then(|| done.remove(&u.sha256)).flatten()))
+        .collect();
     let (files, evidence): (Vec<FileFeatures>, _) = rayon::join(
-        || {
-            uniques
-                .par_iter()
-                .map(|u| file_features(u, params, &elf_params))
-                .collect()
-        },
+        || features_largest_first(work, params, &elf_params),
         || evidence::extract_tree(tree, &params.evidence),
     );
     // Files whose content is recognised: a known class or a known component.
@@ -218,8 +278,63 @@ fn in_kernel_image(tree: &Tree, node: &Node) -> bool {
     false
 }
 
+/// [`file_features`] of every unique file, in order, computing the missing content features of
+/// the largest files first so that both cores stay busy to the end.
+fn features_largest_first(
+    work: Vec<(&Unique<'_>, Option<Content>)>,
+    params: &FeatureParams,
+    elf_params: &elf::ElfParams,
+) -> Vec<FileFeatures> {
+    let mut order: Vec<usize> = (0..work.len()).collect();
+    order.sort_by_key(|&i| {
+        work.get(i)
+            .map_or(0, |(u, c)| if c.is_some() { 0 } else { u.node.data.len() })
+    });
+    order.reverse();
+    let mut slots: Vec<Option<(&Unique<'_>, Option<Content>)>> =
+        work.into_iter().map(Some).collect();
+    let jobs: Vec<(usize, &Unique<'_>, Option<Content>)> = order
+        .iter()
+        .filter_map(|&i| {
+            let (u, c) = slots.get_mut(i)?.take()?;
+            Some((i, u, c))
+        })
+        .collect();
+    let mut out: Vec<(usize, FileFeatures)> = jobs
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|(i, u, c)| (i, file_features(u, c, params, elf_params)))
+        .collect();
+    out.sort_unstable_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, f)| f).collect()
+}
+
+/// What a file's bytes alone determine: computed once per SHA-256, possibly while the image is
+/// still being unpacked ([`unpack_and_fingerprint`]).
+struct Content {
+    digests: FileDigests,
+    strings: usize,
+    /// Components recognised from the strings (the path's are added per file).
+    components: Vec<ComponentMatch>,
+    elf: Option<elf::ElfFeatures>,
+}
+
+fn content(data: &[u8], params: &FeatureParams, elf_params: &elf::ElfParams) -> Content {
+    let digests = fuzzy_digests(data);
+    let strings = strings::extract(data, params.string_min_len, params.max_strings);
+    Content {
+        digests,
+        strings: strings.runs.len(),
+        components: components::detect_content(&strings.runs),
+        elf: data
+            .starts_with(b"\x7fELF")
+            .then(|| elf::extract(data, elf_params)),
+    }
+}
+
 fn file_features(
     u: &Unique<'_>,
+    done: Option<Content>,
     params: &FeatureParams,
     elf_params: &elf::ElfParams,
 ) -> FileFeatures {
@@ -248,13 +363,11 @@ fn file_features(
         // or strings of compressed container bytes say nothing the entries do not.
         return f;
     }
-    f.digests = fuzzy_digests(data);
-    let strings = strings::extract(data, params.string_min_len, params.max_strings);
-    f.strings = strings.runs.len();
-    f.components = components::detect(&strings.runs, name);
-    f.elf = data
-        .starts_with(b"\x7fELF")
-        .then(|| elf::extract(data, elf_params));
+    let c = done.unwrap_or_else(|| content(data, params, elf_params));
+    f.digests = c.digests;
+    f.strings = c.strings;
+    f.components = components::with_name(c.components, name);
+    f.elf = c.elf;
     f
 }
 

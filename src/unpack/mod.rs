@@ -87,6 +87,23 @@ pub fn unpack_with_progress(
     limits: &Limits,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Tree {
+    unpack_observed(data, name, limits, progress, &|_, _, _, _| {})
+}
+
+/// Called with every blob as soon as it is analysed (the tree so far, the blob's node id, its
+/// SHA-256 and what analysis found), on the worker that analysed it; once per distinct blob.
+pub type Analysed<'a> = dyn Fn(&Tree, usize, &[u8; 32], &Analysis) + Sync + 'a;
+
+/// As [`unpack_with_progress`], also calling `analysed` for every distinct blob right after its
+/// analysis, while the rest of the image is still being unpacked (the fingerprint starts on a
+/// file's features there).
+pub fn unpack_observed(
+    data: Bytes,
+    name: &[u8],
+    limits: &Limits,
+    progress: &(dyn Fn(Progress) + Sync),
+    analysed: &Analysed<'_>,
+) -> Tree {
     let budget = Budget::new(limits.clone());
     let ctx = Ctx::new(&budget);
     let mut tree = Tree::default();
@@ -116,6 +133,7 @@ pub fn unpack_with_progress(
                 if distinct(node.data.len()) {
                     let (h, a) =
                         rayon::join(|| sha256(&node.data), || analyse(node, &ctx, max_depth));
+                    analysed(&tree, id, &h, &a);
                     (h, Some(a))
                 } else {
                     (sha256(&node.data), None)
@@ -145,6 +163,7 @@ pub fn unpack_with_progress(
                     Some(node) => analyse(node, &ctx, max_depth),
                     None => Analysis::Leaf { gaps: Vec::new() },
                 };
+                analysed(&tree, id, &h, &analysis);
                 (id, h, analysis)
             })
             .collect();
