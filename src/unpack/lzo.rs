@@ -73,6 +73,34 @@ fn copy_within(buf: &mut [u8], from: usize, len: usize, to: usize) -> Result<(),
     }
 }
 
+/// Copies `N` bytes of `buf` from `from` to `to` through a register-sized local (so the two
+/// ranges may overlap, and no call to `memmove` is made), refusing a range outside `buf`.
+#[inline(always)]
+fn copy_chunk<const N: usize>(buf: &mut [u8], from: usize, to: usize) -> Result<(), UnpackError> {
+    let chunk: [u8; N] = from
+        .checked_add(N)
+        .and_then(|end| buf.get(from..end))
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(outside)?;
+    store(buf, to, chunk)
+}
+
+/// Writes `chunk` at `to`, refusing a range outside `buf`.
+#[inline(always)]
+fn store<const N: usize>(buf: &mut [u8], to: usize, chunk: [u8; N]) -> Result<(), UnpackError> {
+    let dst: &mut [u8; N] = to
+        .checked_add(N)
+        .and_then(|end| buf.get_mut(to..end))
+        .and_then(|d| d.try_into().ok())
+        .ok_or_else(outside)?;
+    *dst = chunk;
+    Ok(())
+}
+
+fn outside() -> UnpackError {
+    UnpackError::Corrupt("lzo: copy outside the output".into())
+}
+
 fn truncated() -> UnpackError {
     UnpackError::Truncated("lzo: input ends inside the stream".into())
 }
@@ -141,13 +169,13 @@ impl Decoder<'_> {
         if src_end.saturating_add(WIDE) <= self.input.len() {
             let mut i = 0;
             while i < n {
-                let (Some(w), Some(dst)) = (
-                    self.input.get(self.pos + i..self.pos + i + WIDE),
-                    self.out.get_mut(self.op + i..self.op + i + WIDE),
-                ) else {
-                    return Err(UnpackError::Corrupt("lzo: copy outside the output".into()));
-                };
-                dst.copy_from_slice(w);
+                let at = self.pos + i;
+                let chunk: [u8; WIDE] = self
+                    .input
+                    .get(at..at + WIDE)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(truncated)?;
+                store(&mut self.out, self.op + i, chunk)?;
                 i += WIDE;
             }
         } else if let Some(dst) = self.out.get_mut(self.op..end) {
@@ -174,21 +202,18 @@ impl Decoder<'_> {
         if dist >= WIDE {
             let mut i = 0;
             while i < len {
-                copy_within(&mut self.out, from + i, WIDE, self.op + i)?;
+                copy_chunk::<WIDE>(&mut self.out, from + i, self.op + i)?;
                 i += WIDE;
             }
         } else if dist >= 8 {
             let mut i = 0;
             while i < len {
-                copy_within(&mut self.out, from + i, 8, self.op + i)?;
+                copy_chunk::<8>(&mut self.out, from + i, self.op + i)?;
                 i += 8;
             }
         } else if len <= 32 {
             // A short run with a period under 8 bytes: byte by byte.
-            let window = self
-                .out
-                .get_mut(from..end)
-                .ok_or_else(|| UnpackError::Corrupt("lzo: copy outside the output".into()))?;
+            let window = self.out.get_mut(from..end).ok_or_else(outside)?;
             for k in dist..window.len() {
                 let b = window.get(k - dist).copied().unwrap_or_default();
                 if let Some(d) = window.get_mut(k) {
