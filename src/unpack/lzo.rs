@@ -49,6 +49,8 @@ pub fn decompress_into(
 /// (doubling, never past `max_out`) as the stream needs room, so writes are plain slice copies.
 /// Bytes kept writable past the output's end, for fixed-size short copies.
 const SLACK: usize = 32;
+/// The chunk that literal runs and matches from at least this far back are copied in.
+const WIDE: usize = 16;
 
 struct Decoder<'a> {
     input: &'a [u8],
@@ -69,6 +71,34 @@ fn copy_within(buf: &mut [u8], from: usize, len: usize, to: usize) -> Result<(),
     } else {
         Err(UnpackError::Corrupt("lzo: copy outside the output".into()))
     }
+}
+
+/// Copies `N` bytes of `buf` from `from` to `to` through a register-sized local (so the two
+/// ranges may overlap, and no call to `memmove` is made), refusing a range outside `buf`.
+#[inline(always)]
+fn copy_chunk<const N: usize>(buf: &mut [u8], from: usize, to: usize) -> Result<(), UnpackError> {
+    let chunk: [u8; N] = from
+        .checked_add(N)
+        .and_then(|end| buf.get(from..end))
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(outside)?;
+    store(buf, to, chunk)
+}
+
+/// Writes `chunk` at `to`, refusing a range outside `buf`.
+#[inline(always)]
+fn store<const N: usize>(buf: &mut [u8], to: usize, chunk: [u8; N]) -> Result<(), UnpackError> {
+    let dst: &mut [u8; N] = to
+        .checked_add(N)
+        .and_then(|end| buf.get_mut(to..end))
+        .and_then(|d| d.try_into().ok())
+        .ok_or_else(outside)?;
+    *dst = chunk;
+    Ok(())
+}
+
+fn outside() -> UnpackError {
+    UnpackError::Corrupt("lzo: copy outside the output".into())
 }
 
 fn truncated() -> UnpackError {
@@ -134,16 +164,22 @@ impl Decoder<'_> {
         let end = self.room(n)?;
         let src_end = self.pos.checked_add(n).ok_or_else(truncated)?;
         let src = self.input.get(self.pos..src_end).ok_or_else(truncated)?;
-        let wide = self.input.get(self.pos..self.pos + 16);
-        match (wide, self.out.get_mut(self.op..self.op + 16)) {
-            // Up to 16 literals: copy a fixed 16 bytes (the extra ones land in the slack and
-            // are overwritten or cut off later).
-            (Some(w), Some(dst)) if n <= 16 => dst.copy_from_slice(w),
-            _ => {
-                if let Some(dst) = self.out.get_mut(self.op..end) {
-                    dst.copy_from_slice(src);
-                }
+        // Where the input has 15 bytes to spare after the run, copy whole 16-byte chunks (the
+        // extra bytes land in the slack and are overwritten or cut off later).
+        if src_end.saturating_add(WIDE) <= self.input.len() {
+            let mut i = 0;
+            while i < n {
+                let at = self.pos + i;
+                let chunk: [u8; WIDE] = self
+                    .input
+                    .get(at..at + WIDE)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(truncated)?;
+                store(&mut self.out, self.op + i, chunk)?;
+                i += WIDE;
             }
+        } else if let Some(dst) = self.out.get_mut(self.op..end) {
+            dst.copy_from_slice(src);
         }
         self.op = end;
         self.pos = src_end;
@@ -160,13 +196,30 @@ impl Decoder<'_> {
         }
         let end = self.room(len)?;
         let from = self.op - dist;
-        // In bounds: `from < op`, and `room` left `SLACK` (16+) bytes after `end`.
-        if dist >= 16 && len <= 16 {
-            // A short match from at least 16 bytes back: a fixed 16-byte copy (the bytes past
-            // `len` land in the slack).
-            copy_within(&mut self.out, from, 16, self.op)?;
-        } else if dist >= len {
-            copy_within(&mut self.out, from, len, self.op)?;
+        // In bounds: `from < op`, and `room` left `SLACK` (16+) bytes after `end`, so whole
+        // chunks may run up to 15 bytes past it. A chunk never reads a byte it writes while the
+        // chunk is no longer than the distance: it only copies output that is already final.
+        if dist >= WIDE {
+            let mut i = 0;
+            while i < len {
+                copy_chunk::<WIDE>(&mut self.out, from + i, self.op + i)?;
+                i += WIDE;
+            }
+        } else if dist >= 8 {
+            let mut i = 0;
+            while i < len {
+                copy_chunk::<8>(&mut self.out, from + i, self.op + i)?;
+                i += 8;
+            }
+        } else if len <= 32 {
+            // A short run with a period under 8 bytes: byte by byte.
+            let window = self.out.get_mut(from..end).ok_or_else(outside)?;
+            for k in dist..window.len() {
+                let b = window.get(k - dist).copied().unwrap_or_default();
+                if let Some(d) = window.get_mut(k) {
+                    *d = b;
+                }
+            }
         } else {
             // Overlapping: the output repeats with period `dist` from `from` on, so everything
             // written since `from` (a whole number of periods) can be copied again at once.
@@ -294,6 +347,43 @@ mod tests {
             let part = &data[..cut];
             let packed = lzokay_native::compress(part).unwrap();
             assert_eq!(decompress(&packed, part.len()).unwrap(), part, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn long_literal_runs_and_matches_at_every_distance_round_trip() {
+        // Incompressible runs of many lengths (whole 16-byte chunks and the exact copy near the
+        // end of the input), then matches at distances 1..=70 of lengths up to 200, so every copy
+        // path (byte loop, 8- and 16-byte chunks, period doubling) meets every alignment.
+        let mut x = 0x2545_F491u32;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect()
+        };
+        let mut data = Vec::new();
+        for dist in 1..=70usize {
+            for len in [2usize, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 200] {
+                let unit = noise(dist);
+                data.extend(unit.iter().cycle().take(dist + len));
+                let run = noise(len % 37 + 1);
+                data.extend_from_slice(&run);
+            }
+        }
+        for tail in [0usize, 1, 15, 16, 17, 300] {
+            let mut d = data.clone();
+            d.extend(noise(tail));
+            let packed = lzokay_native::compress(&d).unwrap();
+            assert_eq!(decompress(&packed, d.len()).unwrap(), d, "tail {tail}");
+            // Reusing one buffer across blocks gives the same bytes.
+            let mut buf = vec![0xAA; 7];
+            let n = decompress_into(&packed, d.len(), &mut buf).unwrap();
+            assert_eq!(&buf[..n], &d[..], "tail {tail}, reused buffer");
         }
     }
 
