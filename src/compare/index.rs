@@ -490,7 +490,7 @@ impl<'a> CorpusIndex<'a> {
     /// The `top` best corpus images for `probe`: exactly the first `top` of
     /// [`scan`](Self::scan) (same images, order, scores, verdicts and evidence), found in two
     /// stages. First every image sharing anything with the probe gets an upper bound of its
-    /// score from the postings alone ([`upper_bound`]: identical files and shared evidence at
+    /// score from the postings alone (`score::upper_bound`: identical files and shared evidence at
     /// their exact masses, each probe file with fuzzy candidates in the image at the most a
     /// fuzzy match can weigh, every candidate file of the image fully matched). Then images are
     /// matched file by file and scored in descending order of their bound, until the `top`-th

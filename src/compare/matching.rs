@@ -185,7 +185,7 @@ pub fn search_radii(probe: &PreparedFile<'_>, t: &Thresholds) -> (Option<u32>, O
 /// The weighted size (`section weight × size`, summed in `probe`'s section order) that the
 /// sections a file shares with `probe` by SHA-256 must reach to make it a candidate: with only
 /// those sections matched (similarity 1) and every other section at 0, the section similarity
-/// is at most their weighted size over `probe`'s total ([`section_similarity`] divides by at
+/// is at most their weighted size over `probe`'s total (`section_similarity` divides by at
 /// least that), so below `file_match_min ×` the total they cannot lift the file to
 /// `file_match_min` on their own. 0 (any shared section makes a candidate) when a weight or the
 /// minimum is negative or not a number, where no such bound holds.
