@@ -300,8 +300,10 @@ fn corrupt(method: u8, what: impl std::fmt::Display) -> UnpackError {
 }
 
 thread_local! {
-    static INFLATE: std::cell::RefCell<flate2::Decompress> =
-        std::cell::RefCell::new(flate2::Decompress::new(true));
+    /// One libdeflate decompressor per thread: an image holds thousands of small zlib streams,
+    /// each decoded whole into a buffer of its known size (no streaming state to reset).
+    static INFLATE: std::cell::RefCell<libdeflater::Decompressor> =
+        std::cell::RefCell::new(libdeflater::Decompressor::new());
 }
 
 /// Decompresses one stored fragment to exactly `dsize` bytes (at most [`MAX_NODE_DATA`]).
@@ -313,21 +315,19 @@ pub fn decompress(method: u8, stored: &[u8], dsize: u32) -> Result<Vec<u8>, Unpa
         compr::ZERO => vec![0; want],
         compr::RTIME => rtime_decompress(stored, want)?,
         compr::ZLIB => {
-            // Slack past the expected size keeps the inflater on its fast path to the end (it
-            // needs room for a whole match); an overlong stream still shows as a wrong length.
-            let mut out = Vec::with_capacity(want + 1024);
-            // One inflater per thread, reset per fragment: an image holds thousands of streams.
-            let status = INFLATE.with_borrow_mut(|z| {
-                z.reset(true);
-                z.decompress_vec(stored, &mut out, flate2::FlushDecompress::Finish)
-            });
-            match status {
-                Ok(flate2::Status::StreamEnd) => {}
-                Ok(_) if out.len() >= want => {
+            // The fragment's size is known: libdeflate decodes the whole stream straight into a
+            // buffer of exactly that size and refuses (never overruns) a stream that expands past
+            // it; a shorter stream shows as a wrong length below.
+            let mut out = vec![0u8; want];
+            let decoded = INFLATE.with_borrow_mut(|z| z.zlib_decompress(stored, &mut out));
+            match decoded {
+                Ok(n) => out.truncate(n),
+                Err(libdeflater::DecompressionError::InsufficientSpace) => {
                     return Err(corrupt(method, format!("expands past {want} bytes")));
                 }
-                Ok(_) => return Err(corrupt(method, "stream ends early")),
-                Err(e) => return Err(corrupt(method, e)),
+                Err(libdeflater::DecompressionError::BadData) => {
+                    return Err(corrupt(method, "bad or truncated stream"));
+                }
             }
             out
         }
@@ -447,6 +447,40 @@ mod tests {
         // Relation to the standard CRC-32 of the same bytes: crc32 = !raw(!init …); for a single
         // byte b the raw register from 0 is the table entry T[b]; T[1] = 0x77073096.
         assert_eq!(crc(&[1]), 0x7707_3096);
+    }
+
+    #[test]
+    fn zlib_fragments_decode_to_exactly_their_size() {
+        use std::io::Write;
+        let data: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&data).unwrap();
+        let packed = z.finish().unwrap();
+        assert_eq!(decompress(compr::ZLIB, &packed, 4096).unwrap(), data);
+        // Trailing bytes after the stream are ignored, as zlib's own inflate does.
+        let mut padded = packed.clone();
+        padded.extend_from_slice(&[0xFF; 8]);
+        assert_eq!(decompress(compr::ZLIB, &padded, 4096).unwrap(), data);
+        // A stream that expands past the node's size, one that stops short of it, a truncated
+        // stream and a flipped byte are errors, never an overrun or a panic.
+        let past = decompress(compr::ZLIB, &packed, 4000).unwrap_err();
+        assert!(past.to_string().contains("expands past 4000"), "{past}");
+        let short = decompress(compr::ZLIB, &packed, 4097).unwrap_err();
+        assert!(short.to_string().contains("4097 expected"), "{short}");
+        for cut in [0, 1, 2, packed.len() / 2, packed.len() - 1] {
+            assert!(
+                decompress(compr::ZLIB, &packed[..cut], 4096).is_err(),
+                "cut {cut}"
+            );
+        }
+        for at in 0..packed.len() {
+            let mut bad = packed.clone();
+            bad[at] ^= 0x55;
+            if let Ok(out) = decompress(compr::ZLIB, &bad, 4096) {
+                // Only a flip the checksum cannot see may pass, and then with the right size.
+                assert_eq!(out.len(), 4096);
+            }
+        }
     }
 
     #[test]
