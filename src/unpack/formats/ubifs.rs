@@ -711,28 +711,63 @@ fn assemble(img: &Bytes, leaves: Leaves, ctx: &Ctx<'_>) -> Result<(Vec<Child>, u
 /// A file's bytes and the first block that failed, or why the file could not be read at all.
 type FileResult = Result<(Vec<u8>, Option<UnpackError>), UnpackError>;
 
+/// Blocks of one file decoded by one task: a file larger than this (1 MiB) is cut into stretches
+/// of this many blocks, decoded in parallel into their own part of the file's buffer, so one
+/// large binary does not keep a single core busy while the other has nothing left to do.
+const BLOCKS_PER_TASK: usize = 256;
+
 /// One file: its blocks in order, holes and the tail up to the inode's size as zeros. The size is
 /// checked against the per-file limit and accounted (total output, the blob's expansion ratio)
 /// before its buffer is allocated; each block then decodes in place. A block that cannot be decoded
-/// reads as zeros and the first such failure is returned beside the data.
+/// reads as zeros and the first such failure (in block order) is returned beside the data.
 fn read_file(img: &[u8], ino: &Inode, mut blocks: Vec<Block>, ctx: &Ctx<'_>) -> FileResult {
     ctx.claimed_size(ino.size)?;
     let size = usize::try_from(ino.size).map_err(|_| corrupt("file size beyond memory"))?;
     ctx.output(ino.size)?;
     let mut file = vec![0u8; size];
     blocks.sort_unstable_by_key(|b| b.block);
+    // A block number indexed twice is read once (the first in sorted order).
+    blocks.dedup_by_key(|b| b.block);
+    let stretch = BLOCKS_PER_TASK * BLOCK_SIZE;
+    let error = if blocks.len() > BLOCKS_PER_TASK {
+        let errors: Vec<Option<UnpackError>> = file
+            .par_chunks_mut(stretch)
+            .enumerate()
+            .map(|(k, area)| {
+                let lo = k.saturating_mul(BLOCKS_PER_TASK);
+                let hi = lo.saturating_add(BLOCKS_PER_TASK);
+                let from = blocks.partition_point(|b| (b.block as usize) < lo);
+                let to = blocks.partition_point(|b| (b.block as usize) < hi);
+                let mine = blocks.get(from..to).unwrap_or_default();
+                read_blocks(img, mine, area, lo.saturating_mul(BLOCK_SIZE), ctx)
+            })
+            .collect::<Result<_, _>>()?;
+        errors.into_iter().flatten().next()
+    } else {
+        read_blocks(img, &blocks, &mut file, 0, ctx)?
+    };
+    Ok((file, error))
+}
+
+/// Decodes `blocks` (sorted, distinct) into `area`, the part of the file that starts at byte
+/// `base`; returns the first block that failed. Blocks past the end of `area` are ignored.
+fn read_blocks(
+    img: &[u8],
+    blocks: &[Block],
+    area: &mut [u8],
+    base: usize,
+    ctx: &Ctx<'_>,
+) -> Result<Option<UnpackError>, UnpackError> {
     let mut decoder = Decoder::default();
     let mut tail = [0u8; BLOCK_SIZE];
     let mut error = None;
-    let mut last = None;
-    for b in blocks {
+    for &b in blocks {
         ctx.check()?;
-        if last == Some(b.block) {
-            continue;
-        }
-        last = Some(b.block);
-        let start = (b.block as usize).saturating_mul(BLOCK_SIZE);
-        let Some(dest) = file.get_mut(start..size.min(start.saturating_add(BLOCK_SIZE))) else {
+        let start = (b.block as usize)
+            .saturating_mul(BLOCK_SIZE)
+            .saturating_sub(base);
+        let end = area.len().min(start.saturating_add(BLOCK_SIZE));
+        let Some(dest) = area.get_mut(start..end) else {
             break;
         };
         let payload = img.get(b.start..b.start + b.len).unwrap_or_default();
@@ -752,7 +787,7 @@ fn read_file(img: &[u8], ino: &Inode, mut blocks: Vec<Block>, ctx: &Ctx<'_>) -> 
             error.get_or_insert(e);
         }
     }
-    Ok((file, error))
+    Ok(error)
 }
 
 /// Decoders for one file's blocks. Every block is at most [`BLOCK_SIZE`] bytes by format and
@@ -838,6 +873,78 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_file_decodes_in_parallel_stretches_exactly_as_in_one_pass() {
+        use crate::unpack::{Budget, Limits};
+        // 700 blocks (three stretches): LZO and stored blocks, a hole (block 300), a block
+        // indexed twice, an undecodable block in the second and third stretch, a partial last
+        // block and a block past the end of the file.
+        let size = 699 * BLOCK_SIZE + 1000;
+        let mut img = Vec::new();
+        let mut blocks = Vec::new();
+        let mut x = 0x9E37_79B9u32;
+        for n in (0..701u32).filter(|&n| n != 300) {
+            let len = if n == 699 { 1000 } else { BLOCK_SIZE };
+            let data: Vec<u8> = (0..len)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    if i % 5 == 0 { x as u8 } else { n as u8 }
+                })
+                .collect();
+            let (compr, payload) = match n {
+                400 | 650 => (compr::LZO, vec![0x11, 0x00]),
+                _ if n % 3 == 0 => (compr::NONE, data.clone()),
+                _ => (compr::LZO, lzokay_native::compress(&data).unwrap()),
+            };
+            let block = Block {
+                block: n,
+                size: len as u32,
+                compr,
+                start: img.len(),
+                len: payload.len(),
+            };
+            img.extend_from_slice(&payload);
+            blocks.push(block);
+            if n == 10 {
+                blocks.push(block);
+            }
+        }
+        blocks.reverse();
+        let ino = Inode {
+            size: size as u64,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            mode: S_IFREG | 0o644,
+            mtime: 0,
+            data: Vec::new(),
+        };
+        let budget = Budget::new(Limits::default());
+        let ctx = Ctx::new(&budget);
+        let (parallel, error) = read_file(&img, &ino, blocks.clone(), &ctx).unwrap();
+        let mut serial = vec![0u8; size];
+        let mut sorted = blocks;
+        sorted.sort_unstable_by_key(|b| b.block);
+        sorted.dedup_by_key(|b| b.block);
+        let serial_error = read_blocks(&img, &sorted, &mut serial, 0, &ctx).unwrap();
+        assert_eq!(parallel.len(), size);
+        assert!(parallel == serial, "parallel and serial decoding differ");
+        assert_eq!(error, serial_error);
+        assert!(error.is_some());
+        // The hole and the failed blocks read as zeros; the others hold their data.
+        for zero in [300usize, 400, 650] {
+            assert!(
+                parallel[zero * BLOCK_SIZE..(zero + 1) * BLOCK_SIZE]
+                    .iter()
+                    .all(|&b| b == 0)
+            );
+        }
+        assert_eq!(parallel[301 * BLOCK_SIZE + 1], 45);
+        assert_eq!(parallel[699 * BLOCK_SIZE + 999], 699u32 as u8);
+    }
 
     #[test]
     fn device_numbers_decode_in_both_encodings() {
