@@ -1,6 +1,6 @@
 //! The JFFS2 on-flash node layout of Linux's `include/uapi/linux/jffs2.h` (common header, dirent and
 //! inode nodes), its CRC (CRC-32 with initial value 0 and no final xor, the kernel's `crc32(0, …)`)
-//! and the per-node decompressors: none, zero, rtime (in-house), zlib, LZO1X and LZMA.
+//! and the per-node decompressors: none, zero, rtime (in-house), zlib (libdeflate), LZO1X and LZMA.
 
 use crate::unpack::UnpackError;
 use crate::unpack::bytes::Endian;
