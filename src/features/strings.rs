@@ -74,20 +74,26 @@ pub fn extract(data: &[u8], min_len: usize, max_count: usize) -> Strings<'_> {
         // (most bytes of code and compressed data).
         if ascii_start == i && wide_units == [0, 0] {
             let rest = data.get(i..).unwrap_or_default();
-            let k = find_class(rest, true);
-            if k == rest.len() {
-                ascii_start = n;
-                break;
+            match rest.iter().position(|&b| printable(b)) {
+                Some(k) => {
+                    i += k;
+                    ascii_start = i;
+                }
+                None => {
+                    ascii_start = n;
+                    break;
+                }
             }
-            i += k;
-            ascii_start = i;
         }
         // Inside an ASCII run with no UTF-16LE run open: a printable byte followed by another
         // printable byte neither ends the run nor starts a code unit (its high byte is not
         // zero), so jump to the last printable byte of the stretch.
         if ascii_start < i && wide_units == [0, 0] {
             let rest = data.get(i..).unwrap_or_default();
-            let stretch = find_class(rest, false);
+            let stretch = rest
+                .iter()
+                .position(|&b| !printable(b))
+                .unwrap_or(rest.len());
             i += stretch.saturating_sub(1);
         }
         let b = data.get(i).copied().unwrap_or(0);
@@ -130,31 +136,6 @@ pub fn extract(data: &[u8], min_len: usize, max_count: usize) -> Strings<'_> {
         }
     }
     out
-}
-
-/// Index of the first byte of `bytes` whose [`printable`] is `want`, or `bytes.len()`: 32 bytes
-/// at a time (a branch-free test of each block, which the compiler vectorises).
-fn find_class(bytes: &[u8], want: bool) -> usize {
-    let mut blocks = bytes.chunks_exact(32);
-    let mut base = 0usize;
-    for block in &mut blocks {
-        let any = block
-            .iter()
-            .fold(0u8, |acc, &b| acc | u8::from(printable(b) == want));
-        if any != 0 {
-            return base
-                + block
-                    .iter()
-                    .position(|&b| printable(b) == want)
-                    .unwrap_or(0);
-        }
-        base += 32;
-    }
-    let rest = blocks.remainder();
-    base + rest
-        .iter()
-        .position(|&b| printable(b) == want)
-        .unwrap_or(rest.len())
 }
 
 /// Adds an ASCII run; false when the cap is reached.
@@ -250,22 +231,6 @@ mod tests {
                 (22, Encoding::Utf16Le, "Copyright".into()),
             ]
         );
-    }
-
-    #[test]
-    fn find_class_at_every_position_around_the_blocks() {
-        for len in [0usize, 1, 31, 32, 33, 64, 100] {
-            for at in 0..=len {
-                let mut binary = vec![0x80u8; len];
-                let mut text = vec![b'a'; len];
-                if at < len {
-                    binary[at] = b'\t';
-                    text[at] = 0;
-                }
-                assert_eq!(find_class(&binary, true), at, "{len} {at}");
-                assert_eq!(find_class(&text, false), at, "{len} {at}");
-            }
-        }
     }
 
     #[test]
