@@ -248,4 +248,8 @@ fn whole_file_tlsh_assembled_from_sections_equals_hashing_the_file() {
         elf_files >= 10 && with_sections >= 10,
         "{elf_files} ELF samples"
     );
+    assert!(
+        sections_checked >= 50,
+        "{sections_checked} sections checked"
+    );
 }
