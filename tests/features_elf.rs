@@ -186,3 +186,70 @@ fn upx_packed_binary_is_flagged_and_kept_out_of_code_scores() {
     assert_eq!(f.packer.as_deref(), Some("upx"));
     assert!(!f.code_comparable);
 }
+
+/// The whole-file TLSH of every real ELF sample, assembled from its section digests' bucket
+/// counts as the fingerprint does, equals hashing the whole file (in-house generator and the
+/// `fast-tlsh` crate's), and the section states are those of hashing each section alone.
+#[test]
+fn whole_file_tlsh_assembled_from_sections_equals_hashing_the_file() {
+    use fast_tlsh::prelude::*;
+    use fwsim::features::elf::extract_with_tlsh;
+    use fwsim::hash::{TlshHasher, tlsh};
+    let Some(dir) = crate::common::realdata() else {
+        return;
+    };
+    let mut elf_files = 0;
+    let mut with_sections = 0;
+    let mut sections_checked = 0;
+    for row in crate::common::read_tsv(&dir.join("SOURCES.tsv")) {
+        let data = std::fs::read(dir.join(&row[0])).unwrap();
+        if !data.starts_with(b"\x7fELF") {
+            continue;
+        }
+        elf_files += 1;
+        let (features, sections) = extract_with_tlsh(&data, &ElfParams::default());
+        assert_eq!(
+            features,
+            extract(&data, &ElfParams::default()),
+            "{}",
+            row[0]
+        );
+        if !sections.is_empty() {
+            with_sections += 1;
+        }
+        // (Samples goblin's strict parse refuses are checked by the assembly alone.)
+        let headers = Elf::parse(&data)
+            .map(|e| e.section_headers)
+            .unwrap_or_default();
+        for (offset, state) in &sections {
+            // The digested section at that offset (allocated, with file bytes, above the floor).
+            let Some(sh) = headers.iter().find(|sh| {
+                sh.sh_offset as usize == *offset
+                    && sh.sh_size >= 512
+                    && sh.sh_type != goblin::elf::section_header::SHT_NOBITS
+                    && sh.sh_flags & u64::from(goblin::elf::section_header::SHF_ALLOC) != 0
+            }) else {
+                continue;
+            };
+            let mut alone = TlshHasher::new();
+            alone.update(&data[*offset..*offset + sh.sh_size as usize]);
+            assert_eq!(&alone, state, "{} section at {offset}", row[0]);
+            sections_checked += 1;
+        }
+        let parts: Vec<(usize, &TlshHasher)> = sections.iter().map(|(o, h)| (*o, h)).collect();
+        let assembled = TlshHasher::assembled(&data, &parts).finish();
+        assert_eq!(assembled, tlsh::hash(&data), "{}", row[0]);
+        let mut crate_gen = fast_tlsh::TlshGenerator::new();
+        crate_gen.update(&data);
+        let want = crate_gen.finalize().ok().map(|t| t.to_string());
+        assert_eq!(assembled.map(|t| t.to_string()), want, "{}", row[0]);
+    }
+    assert!(
+        elf_files >= 10 && with_sections >= 10,
+        "{elf_files} ELF samples"
+    );
+    assert!(
+        sections_checked >= 50,
+        "{sections_checked} sections checked"
+    );
+}

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::strings;
-use crate::hash;
+use crate::hash::{self, TlshHasher};
 
 /// How the identifier digest is computed. Stored in every fingerprint's parameters: a fingerprint
 /// made with another recipe is refused rather than compared.
@@ -126,6 +126,22 @@ fn is_zero(v: &usize) -> bool {
 /// The features of one ELF file. Never fails: what cannot be read is missing, and `error` says
 /// why.
 pub fn extract(data: &[u8], params: &ElfParams) -> ElfFeatures {
+    extract_with_tlsh(data, params).0
+}
+
+/// The TLSH state of each section that got a TLSH digest, with the section's file offset: the
+/// whole file's TLSH is assembled from them ([`TlshHasher::assembled`]) instead of hashing the
+/// section bytes a second time.
+pub type SectionTlsh = Vec<(usize, TlshHasher)>;
+
+/// [`extract`], also giving the [`SectionTlsh`] of the digested sections.
+pub fn extract_with_tlsh(data: &[u8], params: &ElfParams) -> (ElfFeatures, SectionTlsh) {
+    let mut tlsh = SectionTlsh::new();
+    let f = extract_into(data, params, &mut tlsh);
+    (f, tlsh)
+}
+
+fn extract_into(data: &[u8], params: &ElfParams, tlsh: &mut SectionTlsh) -> ElfFeatures {
     let mut f = ElfFeatures {
         code_comparable: true,
         ..ElfFeatures::default()
@@ -161,7 +177,7 @@ pub fn extract(data: &[u8], params: &ElfParams) -> ElfFeatures {
             }
         }
     };
-    body_facts(&elf, data, params, &mut f);
+    body_facts(&elf, data, params, &mut f, tlsh);
     if elf.section_headers.iter().any(|s| {
         let n = elf.shdr_strtab.get_at(s.sh_name).unwrap_or_default();
         n.starts_with("UPX") || n.starts_with(".upx")
@@ -202,7 +218,13 @@ fn header_facts(h: &Header, f: &mut ElfFeatures) {
     f.elf_type = header::et_to_str(h.e_type).to_owned();
 }
 
-fn body_facts(elf: &Elf<'_>, data: &[u8], params: &ElfParams, f: &mut ElfFeatures) {
+fn body_facts(
+    elf: &Elf<'_>,
+    data: &[u8],
+    params: &ElfParams,
+    f: &mut ElfFeatures,
+    tlsh: &mut SectionTlsh,
+) {
     f.stripped = !elf.section_headers.iter().any(|s| s.sh_type == SHT_SYMTAB);
     f.interpreter = elf.interpreter.map(str::to_owned);
     f.soname = elf.soname.map(str::to_owned);
@@ -243,8 +265,8 @@ fn body_facts(elf: &Elf<'_>, data: &[u8], params: &ElfParams, f: &mut ElfFeature
     let mut string_bytes: Vec<&[u8]> = Vec::new();
     for (i, sh) in elf.section_headers.iter().enumerate() {
         let name = elf.shdr_strtab.get_at(sh.sh_name).unwrap_or_default();
-        let bytes = usize::try_from(sh.sh_offset)
-            .ok()
+        let offset = usize::try_from(sh.sh_offset).ok();
+        let bytes = offset
             .zip(usize::try_from(sh.sh_size).ok())
             .and_then(|(o, n)| data.get(o..o.checked_add(n)?));
         if name == ".comment"
@@ -272,8 +294,11 @@ fn body_facts(elf: &Elf<'_>, data: &[u8], params: &ElfParams, f: &mut ElfFeature
             f.sections_dropped += 1;
             continue;
         }
-        f.sections
-            .push(section_digest(name, b, params.section_floor));
+        let (digest, state) = section_digest(name, b, params.section_floor);
+        f.sections.push(digest);
+        if let (Some(o), Some(state)) = (offset, state) {
+            tlsh.push((o, state));
+        }
     }
     let strings = if elf.section_headers.is_empty() {
         file_strings(data, params)
@@ -360,25 +385,30 @@ fn comments(bytes: &[u8]) -> Vec<String> {
     out
 }
 
-fn section_digest(name: &str, bytes: &[u8], floor: u64) -> SectionDigest {
+/// The digests of one section, and its TLSH state (sections at or above the floor).
+fn section_digest(name: &str, bytes: &[u8], floor: u64) -> (SectionDigest, Option<TlshHasher>) {
     let size = bytes.len() as u64;
     if size < floor {
-        return SectionDigest {
+        let d = SectionDigest {
             name: name.to_owned(),
             size,
             sha256: hex::encode(Sha256::digest(bytes)),
             ssdeep: None,
             tlsh: None,
         };
+        return (d, None);
     }
-    let d = hash::digests(bytes);
-    SectionDigest {
+    let mut h = hash::DigestHasher::with_len(size);
+    h.update(bytes);
+    let (d, state) = h.finish_with_tlsh();
+    let d = SectionDigest {
         name: name.to_owned(),
         size,
         sha256: hex::encode(d.sha256),
         ssdeep: d.ssdeep.ok().map(|s| s.to_string()),
         tlsh: d.tlsh.map(|t| t.to_string()),
-    }
+    };
+    (d, Some(state))
 }
 
 /// TLSH of the sorted, de-duplicated `strings` and `symbols`, joined by `\n`.

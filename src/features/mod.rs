@@ -320,15 +320,19 @@ struct Content {
 }
 
 fn content(data: &[u8], params: &FeatureParams, elf_params: &elf::ElfParams) -> Content {
-    let digests = fuzzy_digests(data);
+    let (elf, sections) = if data.starts_with(b"\x7fELF") {
+        let (f, sections) = elf::extract_with_tlsh(data, elf_params);
+        (Some(f), sections)
+    } else {
+        (None, Vec::new())
+    };
+    let digests = fuzzy_digests(data, &sections);
     let strings = strings::extract(data, params.string_min_len, params.max_strings);
     Content {
         digests,
         strings: strings.runs.len(),
         components: components::detect_content(&strings.runs),
-        elf: data
-            .starts_with(b"\x7fELF")
-            .then(|| elf::extract(data, elf_params)),
+        elf,
     }
 }
 
@@ -371,14 +375,23 @@ fn file_features(
     f
 }
 
-/// ssdeep and TLSH in one pass (the SHA-256 is already known from unpacking).
-fn fuzzy_digests(data: &[u8]) -> FileDigests {
+/// ssdeep and TLSH in one pass (the SHA-256 is already known from unpacking). The TLSH bucket
+/// counts of `sections` (an ELF file's section digests) are reused, not counted again.
+fn fuzzy_digests(data: &[u8], sections: &elf::SectionTlsh) -> FileDigests {
     let mut ssdeep = hash::SsdeepHasher::with_len(data.len() as u64);
-    let mut tlsh = hash::TlshHasher::new();
-    for chunk in data.chunks(hash::digests::CHUNK) {
-        ssdeep.update(chunk);
-        tlsh.update(chunk);
-    }
+    let tlsh = if sections.is_empty() {
+        let mut tlsh = hash::TlshHasher::new();
+        for chunk in data.chunks(hash::digests::CHUNK) {
+            ssdeep.update(chunk);
+            tlsh.update(chunk);
+        }
+        tlsh
+    } else {
+        ssdeep.update(data);
+        let parts: Vec<(usize, &hash::TlshHasher)> =
+            sections.iter().map(|(o, h)| (*o, h)).collect();
+        hash::TlshHasher::assembled(data, &parts)
+    };
     FileDigests {
         ssdeep: ssdeep.finish().ok().map(|s| s.to_string()),
         tlsh: tlsh.finish().map(|t| t.to_string()),

@@ -85,6 +85,17 @@ pub fn extract(data: &[u8], min_len: usize, max_count: usize) -> Strings<'_> {
                 }
             }
         }
+        // Inside an ASCII run with no UTF-16LE run open: a printable byte followed by another
+        // printable byte neither ends the run nor starts a code unit (its high byte is not
+        // zero), so jump to the last printable byte of the stretch.
+        if ascii_start < i && wide_units == [0, 0] {
+            let rest = data.get(i..).unwrap_or_default();
+            let stretch = rest
+                .iter()
+                .position(|&b| !printable(b))
+                .unwrap_or(rest.len());
+            i += stretch.saturating_sub(1);
+        }
         let b = data.get(i).copied().unwrap_or(0);
         let is_printable = printable(b);
         if !is_printable {
@@ -298,7 +309,20 @@ mod tests {
                 _ => data.push((x >> 9) as u8),
             }
         }
-        let bufs: [&[u8]; 5] = [&data, b"", b"\0", b"abcdef", b"a\0b\0c\0d\0e\0f\0"];
+        // Long ASCII runs (the jump to the end of a printable stretch) ending in a code unit,
+        // in a zero, in a high byte and at the end of the buffer.
+        let mut long = Vec::new();
+        for k in 0..200usize {
+            long.extend((0..(k * 7) % 300).map(|j| b' ' + (j % 90) as u8));
+            match k % 4 {
+                0 => long.extend(b"W\0i\0d\0e\0s\0t\0r\0"),
+                1 => long.push(0),
+                2 => long.extend([0x80, 0xfe]),
+                _ => long.extend(b"x\0"),
+            }
+        }
+        long.extend(b"trailing text at the very end");
+        let bufs: [&[u8]; 6] = [&data, &long, b"", b"\0", b"abcdef", b"a\0b\0c\0d\0e\0f\0"];
         for buf in bufs {
             for min_len in [1, 2, 4, 6] {
                 for max in [3, 1_000_000] {

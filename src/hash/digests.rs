@@ -138,12 +138,19 @@ impl DigestHasher {
 
     /// The digests of everything fed so far.
     pub fn finish(self) -> Digests {
-        Digests {
+        self.finish_with_tlsh().0
+    }
+
+    /// [`finish`](Self::finish), also giving the TLSH state (its bucket counts can be reused for
+    /// a larger buffer holding these bytes: [`TlshHasher::assembled`]).
+    pub fn finish_with_tlsh(self) -> (Digests, TlshHasher) {
+        let digests = Digests {
             size: self.size,
             sha256: self.sha256.finalize().into(),
             ssdeep: self.ssdeep.finish(),
             tlsh: self.tlsh.finish(),
-        }
+        };
+        (digests, self.tlsh)
     }
 }
 
