@@ -13,13 +13,14 @@ use super::matching::{
     shares_enough_sections, similarity,
 };
 use super::score::{
-    Comparison, PerCategory, ScoreContext, file_material, fuzzy_mass_cap, is_shared_secret,
-    material, max_similarity, score, scoring_evidence, upper_bound,
+    Comparison, PerCategory, ScoreContext, file_material, file_rarities, fuzzy_mass_cap,
+    is_shared_secret, material, max_similarity, score, score_with, scoring_evidence, upper_bound,
 };
 use super::thresholds::Thresholds;
 use super::weights::Weigher;
 use crate::corpus::Entry;
 use crate::fingerprint::{FileFeatures, Fingerprint};
+use crate::hash::directory::Directory;
 use crate::hash::{Ssdeep, SsdeepIndex, Tlsh, TlshIndex};
 
 /// Exact postings: a string key (a SHA-256, an evidence item) → the numbers holding it.
@@ -29,6 +30,8 @@ struct Postings<'a> {
     /// ([`text_hash`]) settles the sort and most comparisons of a lookup without touching the
     /// strings.
     keys: Vec<KeyRange<'a>>,
+    /// Buckets of `keys` by hash.
+    directory: Directory,
     /// Numbers, ascending and unique within each key's range.
     numbers: Vec<u32>,
 }
@@ -115,16 +118,21 @@ impl<'a> Postings<'a> {
     /// Builds from (key, number) pairs in any order.
     fn new(pairs: Vec<(&'a str, u32)>) -> Self {
         let (keys, numbers) = group_by_key(pairs);
-        Self { keys, numbers }
+        let directory = Directory::new(keys.iter().map(|k| k.0));
+        Self {
+            keys,
+            directory,
+            numbers,
+        }
     }
 
     /// The numbers holding `key`, ascending.
     fn get(&self, key: &str) -> &[u32] {
         let h = text_hash(key);
-        self.keys
-            .binary_search_by(|&(q, k, _, _)| q.cmp(&h).then_with(|| k.cmp(key)))
-            .ok()
-            .and_then(|i| self.keys.get(i))
+        let bucket = self.keys.get(self.directory.bucket(h)).unwrap_or_default();
+        bucket
+            .iter()
+            .find(|&&(q, k, _, _)| q == h && k == key)
             .and_then(|&(_, _, start, len)| {
                 let start = start as usize;
                 self.numbers.get(start..start.saturating_add(len as usize))
@@ -869,6 +877,17 @@ impl<'a> CorpusIndex<'a> {
     /// as they have no candidate — so that coverage alone can still make them `inconclusive`.
     pub fn all_pairs(&self, ctx: &ScoreContext<'_>) -> Vec<PairScore> {
         let n = self.entries.len();
+        // Every image's file rarities, looked up once rather than once per pair.
+        let w = Weigher {
+            docfreq: ctx.docfreq,
+            discount: ctx.discount,
+            thresholds: ctx.thresholds,
+        };
+        let rarities: Vec<Vec<f64>> = self
+            .entries
+            .par_iter()
+            .map(|e| file_rarities(&w, &e.fingerprint))
+            .collect();
         (0..n)
             .into_par_iter()
             .flat_map_iter(|a| {
@@ -893,7 +912,14 @@ impl<'a> CorpusIndex<'a> {
                         Some(PairScore {
                             a,
                             b,
-                            comparison: score(&ea.fingerprint, &eb.fingerprint, &matches, &ctx),
+                            comparison: score_with(
+                                &ea.fingerprint,
+                                &eb.fingerprint,
+                                &matches,
+                                &ctx,
+                                rarities.get(a).map(Vec::as_slice),
+                                rarities.get(b).map(Vec::as_slice),
+                            ),
                         })
                     })
                     .collect::<Vec<_>>()

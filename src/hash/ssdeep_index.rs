@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 use std::collections::HashMap;
 
+use super::directory::{Directory, mix};
 use super::ssdeep::{SsdeepPrepared, comparable_block_sizes};
 
 /// Many [`SsdeepPrepared`] digests indexed for one-against-many and all-against-all comparison.
@@ -37,9 +38,11 @@ pub struct SsdeepIndex {
     digests: Vec<SsdeepPrepared>,
     /// Their block sizes, for filling whole rows quickly.
     block_sizes: Vec<u64>,
-    /// (block size of a part, 7-gram, start of its range of `postings`), sorted and unique by
-    /// (block size, gram); a key's range ends where the next key's starts (or at the end).
-    keys: Vec<(u64, u64, u32)>,
+    /// (hash, block size of a part, 7-gram, start and length of its range of `postings`),
+    /// unique by (block size, gram), sorted by hash ([`mix`] of block size and gram).
+    keys: Vec<(u64, u64, u64, u32, u32)>,
+    /// Buckets of `keys` by hash.
+    directory: Directory,
     /// Digest numbers, ascending within each key's range, each at most once per key.
     postings: Vec<u32>,
     /// Digests without any 7-gram in either part, by (block size, part 1, part 2) after runs
@@ -70,23 +73,28 @@ impl SsdeepIndex {
                 gramless.entry(gramless_key(d)).or_default().push(id);
             }
         }
-        // A sorted table rather than a hash map: built by one (parallel) sort with no per-key
-        // insertion, looked up by binary search (a probe has at most 2 × 58 keys).
+        // A static table rather than a hash map filled key by key: one (parallel) sort, then
+        // the distinct keys ordered by hash with a directory of buckets over them.
         entries.par_sort_unstable();
-        let mut keys: Vec<(u64, u64, u32)> = Vec::new();
+        let mut keys: Vec<(u64, u64, u64, u32, u32)> = Vec::new();
         let mut postings = Vec::with_capacity(entries.len());
         for &(bs, g, id) in &entries {
-            if keys.last().is_none_or(|&(b, h, _)| (b, h) != (bs, g)) {
-                keys.push((bs, g, u32::try_from(postings.len()).unwrap_or(u32::MAX)));
+            let start = u32::try_from(postings.len()).unwrap_or(u32::MAX);
+            match keys.last_mut() {
+                Some((_, b, h, _, len)) if (*b, *h) == (bs, g) => *len = len.saturating_add(1),
+                _ => keys.push((mix(bs, g), bs, g, start, 1)),
             }
             postings.push(id);
         }
         drop(entries);
+        keys.par_sort_unstable();
+        let directory = Directory::new(keys.iter().map(|k| k.0));
         let block_sizes = digests.iter().map(SsdeepPrepared::block_size).collect();
         Self {
             digests,
             block_sizes,
             keys,
+            directory,
             postings,
             gramless,
         }
@@ -147,18 +155,16 @@ impl SsdeepIndex {
 
     /// The digests posted under (block size, gram), ascending.
     fn posted(&self, bs: u64, g: u64) -> &[u32] {
-        let Ok(k) = self
-            .keys
-            .binary_search_by(|&(b, h, _)| (b, h).cmp(&(bs, g)))
-        else {
-            return &[];
-        };
-        let start = self.keys.get(k).map_or(0, |&(_, _, s)| s as usize);
-        let end = self
-            .keys
-            .get(k.saturating_add(1))
-            .map_or(self.postings.len(), |&(_, _, s)| s as usize);
-        self.postings.get(start..end).unwrap_or_default()
+        let h = mix(bs, g);
+        let bucket = self.keys.get(self.directory.bucket(h)).unwrap_or_default();
+        bucket
+            .iter()
+            .find(|&&(k, b, x, _, _)| (k, b, x) == (h, bs, g))
+            .and_then(|&(_, _, _, start, len)| {
+                let start = start as usize;
+                self.postings.get(start..start.saturating_add(len as usize))
+            })
+            .unwrap_or_default()
     }
 
     /// Calls `f(number, score)` for every indexed digest scoring above 0, ascending.
