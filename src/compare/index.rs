@@ -144,67 +144,6 @@ impl<'a> Postings<'a> {
 /// A probe file's identical counterparts (image, match) and fuzzy candidates (file numbers).
 type Candidates = (Vec<(u32, FileMatch)>, Vec<u32>);
 
-/// The candidates of every indexed file, unfiltered, found once per distinct file: what
-/// [`CorpusIndex::all_pairs`] filters for each query (a family's images share most files).
-struct CandidateCache {
-    /// For each file number, its distinct file's position in `found`.
-    of_file: Vec<u32>,
-    /// Candidates of each distinct file, as `candidates` finds them keeping every image.
-    found: Vec<Candidates>,
-    /// Where each image's file numbers begin (one more entry than images).
-    starts: Vec<u32>,
-}
-
-impl CandidateCache {
-    /// The candidates of every file of indexed image `image` (in file order, as `prepare`
-    /// lists them) restricted to the images `keep` accepts: what `candidates` finds with `keep`
-    /// (an image is dropped from the fuzzy candidates for holding an identical file exactly when
-    /// it is kept and holds one). `None` when the image's files are not all indexed.
-    fn of_image(
-        &self,
-        index: &CorpusIndex<'_>,
-        image: u32,
-        files: usize,
-        keep: &(dyn Fn(u32) -> bool + Sync),
-    ) -> Option<Vec<Candidates>> {
-        let start = *self.starts.get(image as usize)? as usize;
-        let end = *self.starts.get((image as usize).checked_add(1)?)? as usize;
-        if end.checked_sub(start)? != files {
-            return None;
-        }
-        (start..end)
-            .into_par_iter()
-            .map(|g| {
-                let (identical, candidates) = self.found.get(*self.of_file.get(g)? as usize)?;
-                Some((
-                    identical
-                        .iter()
-                        .filter(|(i, _)| keep(*i))
-                        .cloned()
-                        .collect(),
-                    candidates
-                        .iter()
-                        .copied()
-                        .filter(|&c| index.files.get(c as usize).is_some_and(|at| keep(at.image)))
-                        .collect(),
-                ))
-            })
-            .collect()
-    }
-}
-
-/// Whether two files are equal in everything candidate search and similarity read (all but
-/// their paths and string count).
-fn same_content(a: &FileFeatures, b: &FileFeatures) -> bool {
-    a.sha256 == b.sha256
-        && a.size == b.size
-        && a.class == b.class
-        && a.unpacked == b.unpacked
-        && a.digests == b.digests
-        && a.elf == b.elf
-        && a.components == b.components
-}
-
 /// Where one indexed file sits: its image and its position in that image's `files`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct FileRef {
@@ -533,29 +472,21 @@ impl<'a> CorpusIndex<'a> {
     /// Every corpus image sharing a matched file or an evidence item with `probe`, ascending by
     /// image number, with the file matches `pair(probe, image, t)` gives.
     pub fn query(&self, probe: &Fingerprint, t: &Thresholds) -> Vec<ImageMatches> {
-        self.query_where(probe, t, &|_| true, None)
+        self.query_where(probe, t, &|_| true)
     }
 
     /// [`query`](Self::query) restricted to the images `keep` accepts (by image number).
-    /// With `cached` (the cache and the probe's own image number, when the probe is an indexed
-    /// image), the candidates come from the cache, filtered by `keep`.
     fn query_where(
         &self,
         probe: &Fingerprint,
         t: &Thresholds,
         keep: &(dyn Fn(u32) -> bool + Sync),
-        cached: Option<(&CandidateCache, u32)>,
     ) -> Vec<ImageMatches> {
         let prepared = prepare(probe);
-        let found: Vec<Candidates> = match cached
-            .and_then(|(cache, image)| cache.of_image(self, image, prepared.len(), keep))
-        {
-            Some(found) => found,
-            None => prepared
-                .par_iter()
-                .map(|(_, f)| self.candidates(f, t, keep))
-                .collect(),
-        };
+        let found: Vec<Candidates> = prepared
+            .par_iter()
+            .map(|(_, f)| self.candidates(f, t, keep))
+            .collect();
         let mut by_image: BTreeMap<u32, ImageMatches> = self
             .resolve(&prepared, found, t)
             .into_iter()
@@ -957,8 +888,6 @@ impl<'a> CorpusIndex<'a> {
             .par_iter()
             .map(|e| file_rarities(&w, &e.fingerprint))
             .collect();
-        // Every distinct file's candidates, found once for all the queries.
-        let cache = self.candidate_cache(ctx.thresholds);
         (0..n)
             .into_par_iter()
             .flat_map_iter(|a| {
@@ -966,14 +895,7 @@ impl<'a> CorpusIndex<'a> {
                 let mut matched: HashMap<usize, Vec<FileMatch>> = self
                     .entries
                     .get(a)
-                    .map(|e| {
-                        self.query_where(
-                            &e.fingerprint,
-                            ctx.thresholds,
-                            &|b| b > after,
-                            Some((&cache, after)),
-                        )
-                    })
+                    .map(|e| self.query_where(&e.fingerprint, ctx.thresholds, &|b| b > after))
                     .unwrap_or_default()
                     .into_iter()
                     .map(|h| (h.image, h.matches))
@@ -1003,63 +925,6 @@ impl<'a> CorpusIndex<'a> {
                     .collect::<Vec<_>>()
             })
             .collect()
-    }
-
-    /// The candidates of every indexed file, found once per distinct file (files of one
-    /// SHA-256 equal in everything [`candidates`](Self::candidates) reads), in parallel.
-    fn candidate_cache(&self, t: &Thresholds) -> CandidateCache {
-        let mut of_file = vec![u32::MAX; self.files.len()];
-        let mut reps: Vec<u32> = Vec::new();
-        for &(_, _, start, len) in &self.file_sha.keys {
-            let start = start as usize;
-            let same = self
-                .file_sha
-                .numbers
-                .get(start..start.saturating_add(len as usize))
-                .unwrap_or_default();
-            let Some(&first) = same.first() else {
-                continue;
-            };
-            let rep_file = self.file(first).map(|(_, f)| f);
-            for &g in same {
-                let equal = g != first
-                    && rep_file
-                        .zip(self.file(g).map(|(_, f)| f))
-                        .is_some_and(|(x, y)| same_content(x, y));
-                let id = if equal {
-                    of_file.get(first as usize).copied().unwrap_or(u32::MAX)
-                } else {
-                    reps.push(g);
-                    u32::try_from(reps.len().saturating_sub(1)).unwrap_or(u32::MAX)
-                };
-                if let Some(slot) = of_file.get_mut(g as usize) {
-                    *slot = id;
-                }
-            }
-        }
-        let found = reps
-            .par_iter()
-            .map(|&g| match self.file(g) {
-                Some((_, f)) => self.candidates(&PreparedFile::new(f), t, &|_| true),
-                None => (Vec::new(), Vec::new()),
-            })
-            .collect();
-        let mut starts = vec![0u32; self.entries.len().saturating_add(1)];
-        for at in &self.files {
-            if let Some(c) = starts.get_mut((at.image as usize).saturating_add(1)) {
-                *c = c.saturating_add(1);
-            }
-        }
-        let mut total = 0u32;
-        for c in &mut starts {
-            total = total.saturating_add(*c);
-            *c = total;
-        }
-        CandidateCache {
-            of_file,
-            found,
-            starts,
-        }
     }
 
     /// For one probe file: its identical counterparts as (image, match), and the file numbers
