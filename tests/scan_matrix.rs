@@ -857,12 +857,11 @@ fn light_shared_sections_make_no_candidate() {
     assert!((m.similarity - 5_000.0 / 15_001.6).abs() < 1e-9, "{m:?}");
 }
 
-/// `all_pairs` finds each distinct file's candidates once for every query: files sharing a
-/// SHA-256 share them only when equal in everything else, so a corpus whose fingerprints
-/// disagree about one file (the same SHA-256, another digest) still gets `score(pair)` for every
-/// pair.
+/// The index parses and posts each distinct digest once for all the files carrying it: a corpus
+/// with an exact duplicate image and with fingerprints that disagree about one file (the same
+/// SHA-256, other digests) still gets `score(pair)` for every pair of the matrix.
 #[test]
-fn matrix_candidate_cache_equals_pairwise_with_duplicates_and_disagreeing_files() {
+fn matrix_equals_pairwise_with_duplicates_and_disagreeing_files() {
     let b = built();
     let mut entries = b.corpus.clone();
     // An exact duplicate of an image, and a copy whose first digested file claims another
