@@ -1,6 +1,6 @@
 //! Measures the corpus load path: builds a corpus of N images (default 1,000) of about 500 files
-//! each from one real fingerprint, then times `Corpus::open` + `entries()` and `doc_freq()` and
-//! reports the database size.
+//! each from one real fingerprint, then times `Corpus::open` + `entries()`, `doc_freq()` and
+//! building the in-memory index (`CorpusIndex::new`), and reports the database size.
 //!
 //! `cargo run --profile test --example corpus_load -- [FINGERPRINT.json] [N] [FILES]`
 //!
@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use fwsim::compare::index::CorpusIndex;
 use fwsim::corpus::{Corpus, Labels};
 use fwsim::features::{self, FeatureParams};
 use fwsim::fingerprint::Fingerprint;
@@ -100,13 +101,19 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let df = db.doc_freq()?;
     let df_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let index = CorpusIndex::new(&entries);
+    let index_s = t.elapsed().as_secs_f64();
     let files: usize = entries.iter().map(|e| e.fingerprint.files.len()).sum();
     println!(
         "{n} images, {files} files: add {add_s:.1} s ({:.1} ms/image); open+entries {entries_s:.2} s, \
-         doc_freq {df_s:.2} s ({} items, {} families); database {:.1} MiB",
+         doc_freq {df_s:.2} s ({} items, {} families), index {index_s:.2} s ({} files indexed); \
+         load {:.2} s; database {:.1} MiB",
         add_s * 1000.0 / n.max(1) as f64,
         df.counts.len(),
         df.families,
+        index.stats().files,
+        entries_s + df_s + index_s,
         size as f64 / (1 << 20) as f64
     );
     Ok(())

@@ -856,3 +856,49 @@ fn light_shared_sections_make_no_candidate() {
     let m = &pair(&probe, &entries[2].fingerprint, &t)[0];
     assert!((m.similarity - 5_000.0 / 15_001.6).abs() < 1e-9, "{m:?}");
 }
+
+/// The index parses and posts each distinct digest once for all the files carrying it: a corpus
+/// with an exact duplicate image and with fingerprints that disagree about one file (the same
+/// SHA-256, other digests) still gets `score(pair)` for every pair of the matrix.
+#[test]
+fn matrix_equals_pairwise_with_duplicates_and_disagreeing_files() {
+    let b = built();
+    let mut entries = b.corpus.clone();
+    // An exact duplicate of an image, and a copy whose first digested file claims another
+    // ssdeep digest and TLSH under the same SHA-256.
+    let mut dup = entries[0].clone();
+    dup.id = 10;
+    entries.push(dup);
+    let mut odd = entries[2].clone();
+    odd.id = 11;
+    let f = odd
+        .fingerprint
+        .files
+        .iter_mut()
+        .find(|f| !f.unpacked && f.digests.ssdeep.is_some())
+        .unwrap();
+    f.digests.ssdeep = Some("3:abcdefghijk:abcdefg".into());
+    f.digests.tlsh = None;
+    entries.push(odd);
+    let df = docfreq(&entries);
+    let t = Thresholds::default();
+    let d = Discount::default();
+    let ctx = ScoreContext::new(&df, "corpus", &t, &d);
+    let index = CorpusIndex::new(&entries);
+    let pairs = index.all_pairs(&ctx);
+    assert_eq!(pairs.len(), 7 * 6 / 2);
+    for p in &pairs {
+        let (ea, eb) = (&entries[p.a], &entries[p.b]);
+        let direct = score(
+            &ea.fingerprint,
+            &eb.fingerprint,
+            &pair(&ea.fingerprint, &eb.fingerprint, &t),
+            &ScoreContext {
+                labels_a: Some(&ea.labels),
+                labels_b: Some(&eb.labels),
+                ..ctx
+            },
+        );
+        assert_eq!(p.comparison, direct, "{} vs {}", p.a, p.b);
+    }
+}

@@ -13,67 +13,126 @@ use super::matching::{
     shares_enough_sections, similarity,
 };
 use super::score::{
-    Comparison, PerCategory, ScoreContext, file_material, fuzzy_mass_cap, is_shared_secret,
-    material, max_similarity, score, scoring_evidence, upper_bound,
+    Comparison, PerCategory, ScoreContext, file_material, file_rarities, fuzzy_mass_cap,
+    is_shared_secret, material, max_similarity, score, score_with, scoring_evidence, upper_bound,
 };
 use super::thresholds::Thresholds;
 use super::weights::Weigher;
 use crate::corpus::Entry;
 use crate::fingerprint::{FileFeatures, Fingerprint};
-use crate::hash::{Ssdeep, SsdeepIndex, SsdeepPrepared, Tlsh, TlshIndex};
+use crate::hash::directory::Directory;
+use crate::hash::{Ssdeep, SsdeepIndex, Tlsh, TlshIndex};
 
 /// Exact postings: a string key (a SHA-256, an evidence item) → the numbers holding it.
 #[derive(Debug, Default)]
 struct Postings<'a> {
-    /// (prefix, key, start, len) sorted by (prefix, key): the key's range of `numbers`. The
-    /// prefix (the key's first 8 bytes, big-endian) settles most comparisons of the sort and the
-    /// lookups without touching the strings.
-    keys: Vec<(u64, &'a str, u32, u32)>,
+    /// (hash, key, start, len) sorted by (hash, key): the key's range of `numbers`. The hash
+    /// ([`text_hash`]) settles the sort and most comparisons of a lookup without touching the
+    /// strings.
+    keys: Vec<KeyRange<'a>>,
+    /// Buckets of `keys` by hash.
+    directory: Directory,
     /// Numbers, ascending and unique within each key's range.
     numbers: Vec<u32>,
 }
 
-/// The first 8 bytes of `s` as a big-endian number (zero-padded): ordering by it and then by
-/// the string orders by the string.
-fn prefix(s: &str) -> u64 {
-    let mut b = [0u8; 8];
-    for (d, x) in b.iter_mut().zip(s.bytes()) {
-        *d = x;
+/// A distinct key: (hash, key, start, len) of its range of numbers.
+type KeyRange<'a> = (u64, &'a str, u32, u32);
+
+/// A 64-bit hash of a key's bytes (8 bytes at a time, folded multiplications as in aHash's
+/// portable fallback): cheap on SHA-256 hex strings. Only a sort and search order: keys with
+/// equal hashes are still told apart by their text.
+fn text_hash(s: &str) -> u64 {
+    const K: u64 = 0x5851_f42d_4c95_7f2d;
+    let fold = |a: u64, b: u64| {
+        let p = u128::from(a) * u128::from(b);
+        (p as u64) ^ ((p >> 64) as u64)
+    };
+    let mut h = 0x243f_6a88_85a3_08d3_u64 ^ s.len() as u64;
+    for chunk in s.as_bytes().chunks(8) {
+        let mut b = [0u8; 8];
+        if let Some(dst) = b.get_mut(..chunk.len()) {
+            dst.copy_from_slice(chunk);
+        }
+        h = fold(h ^ u64::from_le_bytes(b), K);
     }
-    u64::from_be_bytes(b)
+    fold(h, K ^ 0x9e37_79b9_7f4a_7c15)
+}
+
+/// Groups (key, number) pairs by key: each distinct key once as (hash, key, start, len) of its
+/// range of the returned numbers (ascending, unique), keys sorted by (hash, key). Sorting by
+/// (hash, number) and checking each hash group's texts once keeps the many equal keys of a
+/// corpus (files shared by every image of a family) from being compared byte by byte in the
+/// sort.
+fn group_by_key(pairs: Vec<(&str, u32)>) -> (Vec<KeyRange<'_>>, Vec<u32>) {
+    group_by_key_with(pairs, text_hash)
+}
+
+/// [`group_by_key`] with another hash (tests force collisions).
+fn group_by_key_with(
+    pairs: Vec<(&str, u32)>,
+    hash: impl Fn(&str) -> u64 + Sync,
+) -> (Vec<KeyRange<'_>>, Vec<u32>) {
+    let mut pairs: Vec<(u64, u32, &str)> = pairs
+        .into_par_iter()
+        .map(|(k, n)| (hash(k), n, k))
+        .collect();
+    pairs.par_sort_unstable_by(|x, y| x.0.cmp(&y.0).then(x.1.cmp(&y.1)));
+    let mut keys = Vec::new();
+    let mut numbers = Vec::with_capacity(pairs.len());
+    let mut rest = pairs.as_mut_slice();
+    while let Some(&(h, _, first)) = rest.first() {
+        let n = rest
+            .iter()
+            .position(|&(g, _, _)| g != h)
+            .unwrap_or(rest.len());
+        let (group, tail) = rest.split_at_mut(n);
+        // Almost always one text per hash; otherwise order the group by text.
+        if group.iter().any(|&(_, _, k)| k != first) {
+            group.sort_unstable_by(|x, y| x.2.cmp(y.2).then(x.1.cmp(&y.1)));
+        }
+        let mut sub: &[(u64, u32, &str)] = group;
+        while let Some(&(_, _, key)) = sub.first() {
+            let m = sub
+                .iter()
+                .position(|&(_, _, k)| k != key)
+                .unwrap_or(sub.len());
+            let (same, more) = sub.split_at(m);
+            let start = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
+            let before = numbers.len();
+            for &(_, g, _) in same {
+                if numbers.len() == before || numbers.last() != Some(&g) {
+                    numbers.push(g);
+                }
+            }
+            let len = u32::try_from(numbers.len().saturating_sub(before)).unwrap_or(u32::MAX);
+            keys.push((h, key, start, len));
+            sub = more;
+        }
+        rest = tail;
+    }
+    (keys, numbers)
 }
 
 impl<'a> Postings<'a> {
     /// Builds from (key, number) pairs in any order.
     fn new(pairs: Vec<(&'a str, u32)>) -> Self {
-        let mut pairs: Vec<(u64, &'a str, u32)> =
-            pairs.into_iter().map(|(k, n)| (prefix(k), k, n)).collect();
-        pairs.par_sort_unstable();
-        pairs.dedup();
-        let mut keys = Vec::new();
-        let mut numbers = Vec::with_capacity(pairs.len());
-        let mut rest = pairs.as_slice();
-        while let Some(&(p, key, _)) = rest.first() {
-            let n = rest
-                .iter()
-                .position(|&(q, k, _)| q != p || k != key)
-                .unwrap_or(rest.len());
-            let (group, tail) = rest.split_at(n);
-            let start = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
-            numbers.extend(group.iter().map(|&(_, _, g)| g));
-            keys.push((p, key, start, u32::try_from(n).unwrap_or(u32::MAX)));
-            rest = tail;
+        let (keys, numbers) = group_by_key(pairs);
+        let directory = Directory::new(keys.iter().map(|k| k.0));
+        Self {
+            keys,
+            directory,
+            numbers,
         }
-        Self { keys, numbers }
     }
 
     /// The numbers holding `key`, ascending.
     fn get(&self, key: &str) -> &[u32] {
-        let p = prefix(key);
-        self.keys
-            .binary_search_by(|&(q, k, _, _)| q.cmp(&p).then_with(|| k.cmp(key)))
-            .ok()
-            .and_then(|i| self.keys.get(i))
+        let h = text_hash(key);
+        let bucket = self.keys.get(self.directory.bucket(h)).unwrap_or_default();
+        bucket
+            .iter()
+            .find(|&&(q, k, _, _)| q == h && k == key)
             .and_then(|&(_, _, start, len)| {
                 let start = start as usize;
                 self.numbers.get(start..start.saturating_add(len as usize))
@@ -180,33 +239,91 @@ pub struct CorpusIndex<'a> {
     section_sha: Postings<'a>,
     /// Evidence `kind:value` → image numbers.
     evidence: Postings<'a>,
-    /// Whole-file ssdeep of the files that have one.
+    /// Distinct whole-file ssdeep digests (each parsed and posted once, however many files
+    /// carry it).
     ssdeep: SsdeepIndex,
-    /// File number of each digest in `ssdeep`.
-    ssdeep_owner: Vec<u32>,
-    /// Whole-file TLSH.
+    /// The files carrying each digest of `ssdeep`.
+    ssdeep_owner: Owners,
+    /// Distinct whole-file TLSH digests.
     tlsh: TlshIndex,
-    /// File number of each digest in `tlsh`.
-    tlsh_owner: Vec<u32>,
-    /// ELF identifier TLSH.
+    /// The files carrying each digest of `tlsh`.
+    tlsh_owner: Owners,
+    /// Distinct ELF identifier TLSH digests.
     identifier: TlshIndex,
-    /// File number of each digest in `identifier`.
-    identifier_owner: Vec<u32>,
+    /// The files carrying each digest of `identifier`.
+    identifier_owner: Owners,
 }
 
-/// What one file contributes to the index.
+/// The file numbers carrying each distinct digest of an index: digest `i` is carried by
+/// `files[start[i]..start[i + 1]]`, ascending.
+#[derive(Debug, Default)]
+struct Owners {
+    /// Where each digest's files begin in `files` (one more entry than digests).
+    start: Vec<u32>,
+    /// File numbers.
+    files: Vec<u32>,
+}
+
+impl Owners {
+    /// The files carrying digest `i`.
+    fn of(&self, i: usize) -> &[u32] {
+        let (Some(&a), Some(&b)) = (self.start.get(i), self.start.get(i.saturating_add(1))) else {
+            return &[];
+        };
+        self.files.get(a as usize..b as usize).unwrap_or_default()
+    }
+}
+
+/// Distinct digests (by their text) among `(digest, file number)` pairs, each parsed once with
+/// `parse` (in parallel; digests that do not parse are left out, as a file without a digest),
+/// with the files carrying each. Corpus images of one software share most of their files, so a
+/// corpus holds several times fewer distinct digests than files.
+fn distinct<T: Send>(
+    pairs: Vec<(&str, u32)>,
+    parse: impl Fn(&str) -> Option<T> + Sync,
+) -> (Vec<T>, Owners) {
+    let (groups, files) = group_by_key(pairs);
+    let parsed: Vec<Option<T>> = groups
+        .par_iter()
+        .map(|&(_, text, _, _)| parse(text))
+        .collect();
+    let mut digests = Vec::with_capacity(groups.len());
+    let mut owners = Owners {
+        start: Vec::with_capacity(groups.len().saturating_add(1)),
+        files: Vec::with_capacity(files.len()),
+    };
+    for ((_, _, start, len), d) in groups.into_iter().zip(parsed) {
+        let Some(d) = d else {
+            continue;
+        };
+        digests.push(d);
+        owners
+            .start
+            .push(u32::try_from(owners.files.len()).unwrap_or(u32::MAX));
+        let (start, len) = (start as usize, len as usize);
+        let group = files
+            .get(start..start.saturating_add(len))
+            .unwrap_or_default();
+        owners.files.extend_from_slice(group);
+    }
+    owners
+        .start
+        .push(u32::try_from(owners.files.len()).unwrap_or(u32::MAX));
+    (digests, owners)
+}
+
+/// What one file contributes to the index (digests as text: each distinct one is parsed once).
 struct FileKeys<'a> {
     at: FileRef,
     sha: &'a str,
     sections: Vec<&'a str>,
-    ssdeep: Option<SsdeepPrepared>,
-    tlsh: Option<Tlsh>,
-    identifier: Option<Tlsh>,
+    ssdeep: Option<&'a str>,
+    tlsh: Option<&'a str>,
+    identifier: Option<&'a str>,
 }
 
 impl<'a> FileKeys<'a> {
     fn new(at: FileRef, f: &'a FileFeatures) -> Self {
-        let parse_tlsh = |s: Option<&String>| s.and_then(|s| s.parse::<Tlsh>().ok());
         let elf = f.elf.as_ref();
         Self {
             at,
@@ -220,14 +337,9 @@ impl<'a> FileKeys<'a> {
                         .collect()
                 })
                 .unwrap_or_default(),
-            ssdeep: f
-                .digests
-                .ssdeep
-                .as_ref()
-                .and_then(|s| s.parse::<Ssdeep>().ok())
-                .map(|d| d.prepare()),
-            tlsh: parse_tlsh(f.digests.tlsh.as_ref()),
-            identifier: elf.and_then(|e| parse_tlsh(e.identifier_digest.as_ref())),
+            ssdeep: f.digests.ssdeep.as_deref(),
+            tlsh: f.digests.tlsh.as_deref(),
+            identifier: elf.and_then(|e| e.identifier_digest.as_deref()),
         }
     }
 }
@@ -257,11 +369,8 @@ impl<'a> CorpusIndex<'a> {
         let mut file_sha = Vec::new();
         let mut section_sha = Vec::new();
         let mut ssdeep = Vec::new();
-        let mut ssdeep_owner = Vec::new();
         let mut tlsh = Vec::new();
-        let mut tlsh_owner = Vec::new();
         let mut identifier = Vec::new();
-        let mut identifier_owner = Vec::new();
         for keys in per_image.into_iter().flatten() {
             let Ok(g) = u32::try_from(files.len()) else {
                 break;
@@ -270,16 +379,13 @@ impl<'a> CorpusIndex<'a> {
             file_sha.push((keys.sha, g));
             section_sha.extend(keys.sections.iter().map(|&s| (s, g)));
             if let Some(d) = keys.ssdeep {
-                ssdeep.push(d);
-                ssdeep_owner.push(g);
+                ssdeep.push((d, g));
             }
             if let Some(t) = keys.tlsh {
-                tlsh.push(t);
-                tlsh_owner.push(g);
+                tlsh.push((t, g));
             }
             if let Some(t) = keys.identifier {
-                identifier.push(t);
-                identifier_owner.push(g);
+                identifier.push((t, g));
             }
         }
         let evidence = entries
@@ -297,10 +403,27 @@ impl<'a> CorpusIndex<'a> {
         let evidence = Postings::new(evidence.into_iter().map(|(v, i, _)| (v, i)).collect());
         let (file_sha, section_sha) =
             rayon::join(|| Postings::new(file_sha), || Postings::new(section_sha));
-        let (ssdeep, (tlsh, identifier)) = rayon::join(
-            || SsdeepIndex::new(ssdeep),
-            || rayon::join(|| TlshIndex::new(tlsh), || TlshIndex::new(identifier)),
-        );
+        let parse_ssdeep = |s: &str| s.parse::<Ssdeep>().ok().map(|d| d.prepare());
+        let parse_tlsh = |s: &str| s.parse::<Tlsh>().ok();
+        let ((ssdeep, ssdeep_owner), ((tlsh, tlsh_owner), (identifier, identifier_owner))) =
+            rayon::join(
+                || {
+                    let (d, o) = distinct(ssdeep, parse_ssdeep);
+                    (SsdeepIndex::new(d), o)
+                },
+                || {
+                    rayon::join(
+                        || {
+                            let (d, o) = distinct(tlsh, parse_tlsh);
+                            (TlshIndex::new(d), o)
+                        },
+                        || {
+                            let (d, o) = distinct(identifier, parse_tlsh);
+                            (TlshIndex::new(d), o)
+                        },
+                    )
+                },
+            );
         Self {
             entries,
             files,
@@ -328,9 +451,9 @@ impl<'a> CorpusIndex<'a> {
             files: self.files.len(),
             distinct_files: self.file_sha.keys.len(),
             sections: self.section_sha.numbers.len(),
-            ssdeep: self.ssdeep.len(),
-            tlsh: self.tlsh.len(),
-            identifiers: self.identifier.len(),
+            ssdeep: self.ssdeep_owner.files.len(),
+            tlsh: self.tlsh_owner.files.len(),
+            identifiers: self.identifier_owner.files.len(),
         }
     }
 
@@ -754,6 +877,17 @@ impl<'a> CorpusIndex<'a> {
     /// as they have no candidate — so that coverage alone can still make them `inconclusive`.
     pub fn all_pairs(&self, ctx: &ScoreContext<'_>) -> Vec<PairScore> {
         let n = self.entries.len();
+        // Every image's file rarities, looked up once rather than once per pair.
+        let w = Weigher {
+            docfreq: ctx.docfreq,
+            discount: ctx.discount,
+            thresholds: ctx.thresholds,
+        };
+        let rarities: Vec<Vec<f64>> = self
+            .entries
+            .par_iter()
+            .map(|e| file_rarities(&w, &e.fingerprint))
+            .collect();
         (0..n)
             .into_par_iter()
             .flat_map_iter(|a| {
@@ -778,7 +912,14 @@ impl<'a> CorpusIndex<'a> {
                         Some(PairScore {
                             a,
                             b,
-                            comparison: score(&ea.fingerprint, &eb.fingerprint, &matches, &ctx),
+                            comparison: score_with(
+                                &ea.fingerprint,
+                                &eb.fingerprint,
+                                &matches,
+                                &ctx,
+                                rarities.get(a).map(Vec::as_slice),
+                                rarities.get(b).map(Vec::as_slice),
+                            ),
                         })
                     })
                     .collect::<Vec<_>>()
@@ -824,7 +965,7 @@ impl<'a> CorpusIndex<'a> {
                 self.ssdeep
                     .matches(d)
                     .into_iter()
-                    .filter_map(|(i, _)| self.ssdeep_owner.get(i).copied()),
+                    .flat_map(|(i, _)| self.ssdeep_owner.of(i).iter().copied()),
             );
         }
         let (whole, identifier) = search_radii(probe, t);
@@ -839,9 +980,7 @@ impl<'a> CorpusIndex<'a> {
         ] {
             if let (Some(d), Some(radius)) = (digest, radius) {
                 index.for_each_within(d, radius, |i, _| {
-                    if let Some(&g) = owner.get(i) {
-                        candidates.push(g);
-                    }
+                    candidates.extend_from_slice(owner.of(i));
                 });
             }
         }
@@ -937,5 +1076,74 @@ impl<'a> CorpusIndex<'a> {
         }
         out.sort_by_key(|(image, _)| *image);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key's numbers, the way a map from key to ascending unique numbers holds them.
+    fn as_map(keys: &[KeyRange<'_>], numbers: &[u32]) -> BTreeMap<String, Vec<u32>> {
+        keys.iter()
+            .map(|&(_, k, start, len)| {
+                let r = start as usize..(start + len) as usize;
+                (k.to_string(), numbers[r].to_vec())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_group_the_same_with_and_without_hash_collisions() {
+        let texts = ["a", "b", "abcdefghijklmnopq", "abcdefghijklmnopr", "", "b"];
+        let mut pairs: Vec<(&str, u32)> = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            for n in [7u32, 3, i as u32, 3] {
+                pairs.push((t, n));
+            }
+        }
+        let mut expected: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for &(k, n) in &pairs {
+            expected.entry(k.to_string()).or_default().push(n);
+        }
+        for v in expected.values_mut() {
+            v.sort_unstable();
+            v.dedup();
+        }
+        let (keys, numbers) = group_by_key(pairs.clone());
+        assert_eq!(as_map(&keys, &numbers), expected);
+        // Every key colliding, and two hash values for five keys.
+        for hash in [|_: &str| 42u64, |k: &str| k.len() as u64 % 2] {
+            let (keys, numbers) = group_by_key_with(pairs.clone(), hash);
+            assert_eq!(keys.len(), expected.len());
+            assert_eq!(as_map(&keys, &numbers), expected);
+            let ordered = keys.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1));
+            assert!(ordered, "keys sorted by (hash, key)");
+        }
+        // Lookups find every key and nothing else.
+        let postings = Postings::new(pairs);
+        for (k, v) in &expected {
+            assert_eq!(postings.get(k), v.as_slice(), "{k:?}");
+        }
+        assert!(postings.get("c").is_empty());
+        assert!(postings.get("abcdefghijklmnop").is_empty());
+    }
+
+    #[test]
+    fn distinct_digests_keep_every_owner_and_drop_unparseable_ones() {
+        let pairs = vec![("x", 4), ("y", 1), ("x", 2), ("bad", 3), ("y", 1), ("x", 9)];
+        let (digests, owners) = distinct(pairs, |s| (s != "bad").then(|| s.to_string()));
+        assert_eq!(digests.len(), 2);
+        let mut got: Vec<(String, Vec<u32>)> = digests
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.clone(), owners.of(i).to_vec()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![("x".to_string(), vec![2, 4, 9]), ("y".to_string(), vec![1])]
+        );
+        assert!(owners.of(2).is_empty());
     }
 }

@@ -340,18 +340,46 @@ pub fn score(
     matches: &[FileMatch],
     ctx: &ScoreContext<'_>,
 ) -> Comparison {
+    score_with(a, b, matches, ctx, None, None)
+}
+
+/// The rarity of every file of `fp` (`file:<sha256>`), by file index: what [`score_with`] takes
+/// to score one image against many without looking the same items up again.
+pub(crate) fn file_rarities(w: &Weigher<'_>, fp: &Fingerprint) -> Vec<f64> {
+    fp.files.iter().map(|f| file_rarity(w, f)).collect()
+}
+
+/// `w.rarity("file:<sha256>")` of one file.
+fn file_rarity(w: &Weigher<'_>, f: &FileFeatures) -> f64 {
+    w.rarity(&format!("file:{}", f.sha256))
+}
+
+/// [`score`], with the file rarities of A and B ([`file_rarities`] under the same context)
+/// when the caller has them; the same numbers either way.
+pub(crate) fn score_with(
+    a: &Fingerprint,
+    b: &Fingerprint,
+    matches: &[FileMatch],
+    ctx: &ScoreContext<'_>,
+    rarities_a: Option<&[f64]>,
+    rarities_b: Option<&[f64]>,
+) -> Comparison {
     let t = ctx.thresholds;
     let w = Weigher {
         docfreq: ctx.docfreq,
         discount: ctx.discount,
         thresholds: t,
     };
+    let rarity_of = |known: Option<&[f64]>, i: usize, f: &FileFeatures| {
+        known
+            .and_then(|r| r.get(i).copied())
+            .unwrap_or_else(|| file_rarity(&w, f))
+    };
     let mut mass_a = Mass::default();
     let mut mass_b = Mass::default();
     // Per-file masses; matched contributions are rarity-weighted by the counterpart's item.
-    let file_mass = |f: &FileFeatures| {
-        Weigher::size_weight(f.size) * w.rarity(&format!("file:{}", f.sha256)) * w.file_factor(f)
-    };
+    let file_mass =
+        |f: &FileFeatures, rarity: f64| Weigher::size_weight(f.size) * rarity * w.file_factor(f);
     let by_a: HashMap<usize, &FileMatch> = matches.iter().map(|m| (m.a, m)).collect();
     let mut best_b: HashMap<usize, f64> = HashMap::new();
     let mut best_b_plain: HashMap<usize, f64> = HashMap::new();
@@ -360,12 +388,12 @@ pub fn score(
     let mut sdk_b = Mass::default();
     for (ai, fa) in a.files.iter().enumerate().filter(|(_, f)| !f.unpacked) {
         let cat = Category::of_file(fa);
-        let total = file_mass(fa);
+        let total = file_mass(fa, rarity_of(rarities_a, ai, fa));
         let mut matched = 0.0;
         if let Some(m) = by_a.get(&ai)
             && let Some(fb) = b.files.get(m.b)
         {
-            let rarity = w.rarity(&format!("file:{}", fb.sha256));
+            let rarity = rarity_of(rarities_b, m.b, fb);
             let factor = w.file_factor(fa).min(w.file_factor(fb));
             let size_w = Weigher::size_weight(fa.size);
             matched = size_w * rarity * factor * m.similarity;
@@ -410,7 +438,7 @@ pub fn score(
     for (bi, fb) in b.files.iter().enumerate().filter(|(_, f)| !f.unpacked) {
         let matched = best_b.get(&bi).copied().unwrap_or(0.0);
         let cat = Category::of_file(fb);
-        let mass = file_mass(fb);
+        let mass = file_mass(fb, rarity_of(rarities_b, bi, fb));
         mass_b.add(cat, mass, matched);
         if cat == Category::Code || is_kernel_module(fb) {
             let plain = best_b_plain.get(&bi).copied().unwrap_or(0.0);

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod digests;
+pub(crate) mod directory;
 pub mod ssdeep;
 pub mod ssdeep_index;
 pub mod tlsh;

@@ -2,9 +2,10 @@
 //! a query scores only the digests sharing a 7-gram at a comparable block size with the probe
 //! and knows every other comparable digest scores 0, with results identical to pairwise compare.
 
+use rayon::prelude::*;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 
+use super::directory::{Directory, mix};
 use super::ssdeep::{SsdeepPrepared, comparable_block_sizes};
 
 /// Many [`SsdeepPrepared`] digests indexed for one-against-many and all-against-all comparison.
@@ -37,8 +38,11 @@ pub struct SsdeepIndex {
     digests: Vec<SsdeepPrepared>,
     /// Their block sizes, for filling whole rows quickly.
     block_sizes: Vec<u64>,
-    /// (block size of a part, 7-gram) → range of `postings`.
-    keys: HashMap<(u64, u64), (u32, u32), KeyHash>,
+    /// (hash, block size of a part, 7-gram, start and length of its range of `postings`),
+    /// unique by (block size, gram), sorted by hash ([`mix`] of block size and gram).
+    keys: Vec<(u64, u64, u64, u32, u32)>,
+    /// Buckets of `keys` by hash.
+    directory: Directory,
     /// Digest numbers, ascending within each key's range, each at most once per key.
     postings: Vec<u32>,
     /// Digests without any 7-gram in either part, by (block size, part 1, part 2) after runs
@@ -69,27 +73,28 @@ impl SsdeepIndex {
                 gramless.entry(gramless_key(d)).or_default().push(id);
             }
         }
-        entries.sort_unstable();
-        let mut keys = HashMap::with_capacity_and_hasher(entries.len(), KeyHash::new());
+        // A static table rather than a hash map filled key by key: one (parallel) sort, then
+        // the distinct keys ordered by hash with a directory of buckets over them.
+        entries.par_sort_unstable();
+        let mut keys: Vec<(u64, u64, u64, u32, u32)> = Vec::new();
         let mut postings = Vec::with_capacity(entries.len());
-        let mut rest = entries.as_slice();
-        while let Some(&(bs, g, _)) = rest.first() {
-            let n = rest
-                .iter()
-                .position(|&(b2, g2, _)| (b2, g2) != (bs, g))
-                .unwrap_or(rest.len());
-            let (group, tail) = rest.split_at(n);
+        for &(bs, g, id) in &entries {
             let start = u32::try_from(postings.len()).unwrap_or(u32::MAX);
-            postings.extend(group.iter().map(|&(_, _, id)| id));
-            let len = u32::try_from(group.len()).unwrap_or(u32::MAX);
-            keys.insert((bs, g), (start, len));
-            rest = tail;
+            match keys.last_mut() {
+                Some((_, b, h, _, len)) if (*b, *h) == (bs, g) => *len = len.saturating_add(1),
+                _ => keys.push((mix(bs, g), bs, g, start, 1)),
+            }
+            postings.push(id);
         }
+        drop(entries);
+        keys.par_sort_unstable();
+        let directory = Directory::new(keys.iter().map(|k| k.0));
         let block_sizes = digests.iter().map(SsdeepPrepared::block_size).collect();
         Self {
             digests,
             block_sizes,
             keys,
+            directory,
             postings,
             gramless,
         }
@@ -148,6 +153,20 @@ impl SsdeepIndex {
         out
     }
 
+    /// The digests posted under (block size, gram), ascending.
+    fn posted(&self, bs: u64, g: u64) -> &[u32] {
+        let h = mix(bs, g);
+        let bucket = self.keys.get(self.directory.bucket(h)).unwrap_or_default();
+        bucket
+            .iter()
+            .find(|&&(k, b, x, _, _)| (k, b, x) == (h, bs, g))
+            .and_then(|&(_, _, _, start, len)| {
+                let start = start as usize;
+                self.postings.get(start..start.saturating_add(len as usize))
+            })
+            .unwrap_or_default()
+    }
+
     /// Calls `f(number, score)` for every indexed digest scoring above 0, ascending.
     fn for_each_match(&self, probe: &SsdeepPrepared, f: impl FnMut(usize, u32)) {
         self.for_each_candidate(probe, 0, f);
@@ -184,15 +203,8 @@ impl SsdeepIndex {
                     continue;
                 }
                 prev = Some(g);
-                if let Some(&(start, len)) = self.keys.get(&(bs, g)) {
-                    let (start, len) = (start as usize, len as usize);
-                    let ids = self
-                        .postings
-                        .get(start..start.saturating_add(len))
-                        .unwrap_or_default();
-                    for &id in ids {
-                        mark(id);
-                    }
+                for &id in self.posted(bs, g) {
+                    mark(id);
                 }
             }
         }
@@ -219,74 +231,6 @@ impl SsdeepIndex {
                 }
             }
         }
-    }
-}
-
-/// Hashing of (block size, 7-gram) keys: two folded multiplications with per-index random keys
-/// (the construction of aHash's portable fallback), several times cheaper than SipHash on these
-/// 16-byte keys while keeping the table's layout unpredictable to whoever chose the digests.
-#[derive(Clone, Debug)]
-struct KeyHash {
-    /// Random keys drawn once per index.
-    seed: [u64; 2],
-}
-
-impl KeyHash {
-    fn new() -> Self {
-        let r = std::collections::hash_map::RandomState::new();
-        Self {
-            seed: [r.hash_one(0x5eed_u64), r.hash_one(0xf00d_u64)],
-        }
-    }
-}
-
-impl Default for KeyHash {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl BuildHasher for KeyHash {
-    type Hasher = KeyHasher;
-
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher {
-            state: self.seed[0],
-            key: self.seed[1] | 1,
-        }
-    }
-}
-
-/// The hasher [`KeyHash`] builds.
-#[derive(Clone, Debug)]
-struct KeyHasher {
-    state: u64,
-    key: u64,
-}
-
-/// The high and low halves of a 64×64-bit product, xored.
-fn folded_multiply(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-impl Hasher for KeyHasher {
-    fn write_u64(&mut self, x: u64) {
-        self.state = folded_multiply(self.state ^ x, 0x5851_f42d_4c95_7f2d ^ self.key);
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            if let Some(dst) = b.get_mut(..chunk.len()) {
-                dst.copy_from_slice(chunk);
-            }
-            self.write_u64(u64::from_le_bytes(b));
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        folded_multiply(self.state, self.key).rotate_left((self.state & 63) as u32)
     }
 }
 
