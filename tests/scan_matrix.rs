@@ -165,6 +165,29 @@ fn docfreq(entries: &[Entry]) -> DocFreq {
     df
 }
 
+/// Every pair of a matrix equals `score(pair)` of its two images, labels included.
+fn assert_pairs_as_scored_one_by_one(
+    entries: &[Entry],
+    pairs: &[fwsim::compare::index::PairScore],
+    ctx: &ScoreContext<'_>,
+    t: &Thresholds,
+) {
+    for p in pairs {
+        let (ea, eb) = (&entries[p.a], &entries[p.b]);
+        let direct = score(
+            &ea.fingerprint,
+            &eb.fingerprint,
+            &pair(&ea.fingerprint, &eb.fingerprint, t),
+            &ScoreContext {
+                labels_a: Some(&ea.labels),
+                labels_b: Some(&eb.labels),
+                ..*ctx
+            },
+        );
+        assert_eq!(p.comparison, direct, "{} vs {}", p.a, p.b);
+    }
+}
+
 #[test]
 fn index_equals_pairwise_on_built_images() {
     let b = built();
@@ -292,20 +315,7 @@ fn derived_radii_and_matrix_pruning_change_no_match_and_no_score() {
     let index = CorpusIndex::new(&entries);
     let pairs = index.all_pairs(&ctx);
     assert_eq!(pairs.len(), 6 * 5 / 2);
-    for p in &pairs {
-        let (ea, eb) = (&entries[p.a], &entries[p.b]);
-        let direct = score(
-            &ea.fingerprint,
-            &eb.fingerprint,
-            &pair(&ea.fingerprint, &eb.fingerprint, &t),
-            &ScoreContext {
-                labels_a: Some(&ea.labels),
-                labels_b: Some(&eb.labels),
-                ..ctx
-            },
-        );
-        assert_eq!(p.comparison, direct, "{} vs {}", p.a, p.b);
-    }
+    assert_pairs_as_scored_one_by_one(&entries, &pairs, &ctx, &t);
 }
 
 #[test]
@@ -887,18 +897,5 @@ fn matrix_equals_pairwise_with_duplicates_and_disagreeing_files() {
     let index = CorpusIndex::new(&entries);
     let pairs = index.all_pairs(&ctx);
     assert_eq!(pairs.len(), 7 * 6 / 2);
-    for p in &pairs {
-        let (ea, eb) = (&entries[p.a], &entries[p.b]);
-        let direct = score(
-            &ea.fingerprint,
-            &eb.fingerprint,
-            &pair(&ea.fingerprint, &eb.fingerprint, &t),
-            &ScoreContext {
-                labels_a: Some(&ea.labels),
-                labels_b: Some(&eb.labels),
-                ..ctx
-            },
-        );
-        assert_eq!(p.comparison, direct, "{} vs {}", p.a, p.b);
-    }
+    assert_pairs_as_scored_one_by_one(&entries, &pairs, &ctx, &t);
 }

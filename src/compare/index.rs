@@ -80,24 +80,18 @@ fn group_by_key_with(
     pairs.par_sort_unstable_by(|x, y| x.0.cmp(&y.0).then(x.1.cmp(&y.1)));
     let mut keys = Vec::new();
     let mut numbers = Vec::with_capacity(pairs.len());
-    let mut rest = pairs.as_mut_slice();
-    while let Some(&(h, _, first)) = rest.first() {
-        let n = rest
-            .iter()
-            .position(|&(g, _, _)| g != h)
-            .unwrap_or(rest.len());
-        let (group, tail) = rest.split_at_mut(n);
+    for group in pairs.chunk_by_mut(|x, y| x.0 == y.0) {
+        let Some(&(h, _, first)) = group.first() else {
+            continue;
+        };
         // Almost always one text per hash; otherwise order the group by text.
         if group.iter().any(|&(_, _, k)| k != first) {
             group.sort_unstable_by(|x, y| x.2.cmp(y.2).then(x.1.cmp(&y.1)));
         }
-        let mut sub: &[(u64, u32, &str)] = group;
-        while let Some(&(_, _, key)) = sub.first() {
-            let m = sub
-                .iter()
-                .position(|&(_, _, k)| k != key)
-                .unwrap_or(sub.len());
-            let (same, more) = sub.split_at(m);
+        for same in group.chunk_by(|x, y| x.2 == y.2) {
+            let Some(&(_, _, key)) = same.first() else {
+                continue;
+            };
             let start = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
             let before = numbers.len();
             for &(_, g, _) in same {
@@ -107,9 +101,7 @@ fn group_by_key_with(
             }
             let len = u32::try_from(numbers.len().saturating_sub(before)).unwrap_or(u32::MAX);
             keys.push((h, key, start, len));
-            sub = more;
         }
-        rest = tail;
     }
     (keys, numbers)
 }
