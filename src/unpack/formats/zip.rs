@@ -15,6 +15,7 @@ use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
 use bytes::Bytes;
+use rayon::prelude::*;
 
 use super::{Ctx, Format, Magic, path_escapes};
 use crate::unpack::UnpackError;
@@ -501,39 +502,57 @@ fn read_with_directory(
     }
 
     let allowance = ctx.budget().max_expansion(dir.end);
-    let mut produced = 0u64;
-    let mut stop: Option<UnpackError> = None;
-    for ((e, span), overlap) in entries.iter().zip(spans).zip(overlaps) {
-        ctx.check()?;
-        let mode = unix_mode(e);
-        let mut child = match (span, overlap) {
-            (Err(err), _) => Child::file(e.name.clone(), Bytes::new()).with_error(err),
-            (Ok(span), Some(why)) => Child::file(e.name.clone(), Bytes::new())
-                .with_offset(span.data_start)
-                .with_error(UnpackError::Corrupt(format!("zip: {why}"))),
+    // The entries to decompress, with their bytes.
+    let mut jobs: Vec<Option<(Entry<'_>, Bytes)>> = Vec::with_capacity(entries.len());
+    for ((e, span), overlap) in entries.iter().zip(&spans).zip(&overlaps) {
+        jobs.push(match (span, overlap) {
             (Ok(span), None) => {
                 let raw = data.slice(to_usize(span.data_start)?..to_usize(span.data_end)?);
-                let entry = Entry {
-                    name: &e.name,
-                    flags: e.flags,
-                    method: e.method,
-                    crc: e.crc,
-                    uncompressed: e.uncompressed,
-                    mode,
-                };
-                match &stop {
-                    Some(limit) => Child::file(e.name.clone(), Bytes::new())
-                        .with_error(UnpackError::Unsupported(format!("not extracted: {limit}"))),
-                    None => {
-                        let c = extract(&entry, &raw, ctx, &mut produced, allowance, dir.end);
-                        if let Some(UnpackError::Limit(l)) = &c.error {
-                            stop = Some(UnpackError::Limit(l.clone()));
-                        }
-                        c
-                    }
-                }
-                .with_offset(span.data_start)
+                Some((Entry::of(e), raw))
             }
+            _ => None,
+        });
+    }
+    let mut early = decode_in_parallel(&jobs, allowance, ctx);
+    let mut produced = 0u64;
+    let mut stop: Option<UnpackError> = None;
+    for (((e, span), overlap), (job, early)) in entries
+        .iter()
+        .zip(spans)
+        .zip(overlaps)
+        .zip(jobs.iter().zip(early.iter_mut()))
+    {
+        ctx.check()?;
+        let mode = unix_mode(e);
+        let mut child = match (span, overlap, job) {
+            (Err(err), _, _) => Child::file(e.name.clone(), Bytes::new()).with_error(err),
+            (Ok(span), Some(why), _) => Child::file(e.name.clone(), Bytes::new())
+                .with_offset(span.data_start)
+                .with_error(UnpackError::Corrupt(format!("zip: {why}"))),
+            // Every entry with a clean span has a job; this arm only completes the match.
+            (Ok(span), None, None) => {
+                Child::file(e.name.clone(), Bytes::new()).with_offset(span.data_start)
+            }
+            (Ok(span), None, Some((entry, raw))) => match &stop {
+                Some(limit) => Child::file(e.name.clone(), Bytes::new())
+                    .with_error(UnpackError::Unsupported(format!("not extracted: {limit}"))),
+                None => {
+                    let c = extract(
+                        entry,
+                        raw,
+                        ctx,
+                        &mut produced,
+                        allowance,
+                        dir.end,
+                        early.take(),
+                    );
+                    if let Some(UnpackError::Limit(l)) = &c.error {
+                        stop = Some(UnpackError::Limit(l.clone()));
+                    }
+                    c
+                }
+            }
+            .with_offset(span.data_start),
         };
         child = child
             .with_meta("method", method_name(e.method))
@@ -634,6 +653,70 @@ struct Entry<'a> {
     mode: Option<u32>,
 }
 
+impl<'a> Entry<'a> {
+    fn of(e: &'a CentralEntry) -> Self {
+        Entry {
+            name: &e.name,
+            flags: e.flags,
+            method: e.method,
+            crc: e.crc,
+            uncompressed: e.uncompressed,
+            mode: unix_mode(e),
+        }
+    }
+
+    fn is_dir(&self) -> bool {
+        self.name.ends_with(b"/") || self.mode.map(|m| m & S_IFMT) == Some(S_IFDIR)
+    }
+
+    fn is_encrypted(&self) -> bool {
+        self.flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION) != 0 || self.method == METHOD_AES
+    }
+
+    /// Whether [`extract`] decompresses this entry.
+    fn is_decoded(&self) -> bool {
+        !self.is_dir() && !self.is_encrypted()
+    }
+}
+
+/// Decompresses an entry as [`extract`] does, without the archive-wide accounting.
+fn decode_checked(e: &Entry<'_>, raw: &Bytes, ctx: &Ctx<'_>) -> Result<Bytes, UnpackError> {
+    ctx.claimed_size(e.uncompressed)
+        .and_then(|()| decode(e, raw, ctx))
+}
+
+/// Decompresses the entries of `jobs` in parallel when their sizes together fit the archive's
+/// `allowance`, so one large member does not keep the other core idle; the sequential pass then
+/// only checks and attaches the results. When the claims exceed the allowance (a bomb, or lying
+/// sizes) nothing is decoded here: the sequential pass decodes entry by entry and stops at the
+/// first that breaks the allowance, exactly as before.
+fn decode_in_parallel(
+    jobs: &[Option<(Entry<'_>, Bytes)>],
+    allowance: u64,
+    ctx: &Ctx<'_>,
+) -> Vec<Option<Result<Bytes, UnpackError>>> {
+    let claimed = jobs
+        .iter()
+        .flatten()
+        .filter(|(e, _)| e.method != 0 && e.is_decoded())
+        .fold(0u64, |sum, (e, _)| sum.saturating_add(e.uncompressed));
+    let worth = jobs
+        .iter()
+        .flatten()
+        .filter(|(e, _)| e.method != 0 && e.is_decoded())
+        .count()
+        > 1;
+    if claimed > allowance || !worth {
+        return jobs.iter().map(|_| None).collect();
+    }
+    jobs.par_iter()
+        .map(|job| match job {
+            Some((e, raw)) if e.is_decoded() => Some(decode_checked(e, raw, ctx)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Decompresses and checks one entry; every failure stays on the entry.
 fn extract(
     e: &Entry<'_>,
@@ -642,12 +725,12 @@ fn extract(
     produced: &mut u64,
     allowance: u64,
     archive_len: u64,
+    early: Option<Result<Bytes, UnpackError>>,
 ) -> Child {
     let kind = e.mode.map(|m| m & S_IFMT);
-    let is_dir = e.name.ends_with(b"/") || kind == Some(S_IFDIR);
-    let mut child = if is_dir {
+    let mut child = if e.is_dir() {
         Child::dir(e.name.to_vec())
-    } else if e.flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION) != 0 || e.method == METHOD_AES {
+    } else if e.is_encrypted() {
         Child::file(e.name.to_vec(), Bytes::new())
             .with_meta("encrypted", true)
             .with_error(UnpackError::Unsupported(format!(
@@ -664,8 +747,7 @@ fn extract(
         let decoded = if e.method != 0 && produced.saturating_add(e.uncompressed) > allowance {
             Err(ratio_error())
         } else {
-            ctx.claimed_size(e.uncompressed)
-                .and_then(|()| decode(e, raw, ctx))
+            early.unwrap_or_else(|| decode_checked(e, raw, ctx))
         };
         let decoded = decoded.and_then(|d| {
             if e.method != 0 {
@@ -719,7 +801,10 @@ fn decode(e: &Entry<'_>, raw: &Bytes, ctx: &Ctx<'_>) -> Result<Bytes, UnpackErro
     };
     match e.method {
         0 => Ok(raw.clone()),
-        8 => run(Codec::Deflate, raw),
+        8 => match codec::inflate_exact(raw, e.uncompressed, ctx) {
+            Some(decoded) => decoded.map(Bytes::from),
+            None => run(Codec::Deflate, raw),
+        },
         12 => run(Codec::Bzip2, raw),
         14 => {
             // ZIP's LZMA: version (2), properties size (2), properties (5), raw stream. Rebuilt as
@@ -890,6 +975,7 @@ fn read_local_headers(
             &mut produced,
             allowance,
             data.len() as u64,
+            None,
         )
         .with_offset(h.data_start)
         .with_meta("method", method_name(h.method))
@@ -1057,6 +1143,121 @@ mod tests {
         h.extend_from_slice(&0u16.to_le_bytes());
         h.extend_from_slice(name);
         h
+    }
+
+    /// A ZIP of deflated members (the `zip` crate's writer), with what each holds.
+    fn deflated(members: usize) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        let mut put = Vec::new();
+        for i in 0..members {
+            let name = format!("part{i}.bin");
+            // Text-like runs with a counter: compressible, different per member.
+            let body: Vec<u8> = (0..20_000 + 7_919 * i)
+                .flat_map(|k| format!("line {k} of member {i}\n").into_bytes())
+                .collect();
+            w.start_file(name.as_str(), opts).unwrap();
+            w.write_all(&body).unwrap();
+            put.push((name, body));
+        }
+        (w.finish().unwrap().into_inner(), put)
+    }
+
+    #[test]
+    fn members_decoded_in_parallel_equal_the_serial_decode() {
+        let (z, put) = deflated(6);
+        let data = Bytes::from(z);
+        let budget = crate::unpack::Budget::new(Limits::default());
+        let ctx = Ctx::new(&budget);
+        let dir = find_directory(&data, data.len() as u64, &ctx)
+            .unwrap()
+            .unwrap();
+        let entries = read_central(&data, &dir, &ctx).unwrap();
+        let jobs: Vec<Option<(Entry<'_>, Bytes)>> = entries
+            .iter()
+            .map(|e| {
+                let span = span_of(&data, e, dir.cd_offset).unwrap();
+                let raw = data.slice(span.data_start as usize..span.data_end as usize);
+                Some((Entry::of(e), raw))
+            })
+            .collect();
+        let parallel = decode_in_parallel(&jobs, u64::MAX, &ctx);
+        assert_eq!(parallel.len(), put.len());
+        for ((job, early), (name, body)) in jobs.iter().zip(&parallel).zip(&put) {
+            let (e, raw) = job.as_ref().unwrap();
+            let serial = decode_checked(e, raw, &ctx).unwrap();
+            let early = early.as_ref().unwrap().as_ref().unwrap();
+            assert_eq!(early, &serial, "{name}");
+            assert_eq!(&early[..], &body[..], "{name}");
+        }
+        // Claims beyond the allowance: nothing is decoded up front.
+        let claimed: u64 = put.iter().map(|(_, b)| b.len() as u64).sum();
+        let none = decode_in_parallel(&jobs, claimed - 1, &ctx);
+        assert!(none.iter().all(Option::is_none));
+        // The whole archive through the engine: every member listed with its bytes.
+        let u = Zip.unpack(&data, &ctx).unwrap();
+        assert_eq!(u.children.len(), put.len());
+        for (c, (name, body)) in u.children.iter().zip(&put) {
+            assert_eq!(c.name, name.as_bytes());
+            assert_eq!(&c.data[..], &body[..], "{name}");
+            assert!(c.error.is_none(), "{name}: {:?}", c.error);
+        }
+    }
+
+    /// Rewrites the uncompressed size of every member, in its local header and the directory.
+    fn claim_size(z: &mut [u8], size: u32) {
+        for sig in [&b"PK\x03\x04"[..], b"PK\x01\x02"] {
+            let at: Vec<usize> = z
+                .windows(4)
+                .enumerate()
+                .filter(|(_, w)| *w == sig)
+                .map(|(i, _)| i)
+                .collect();
+            let field = if sig[2] == 3 { 22 } else { 24 };
+            for i in at {
+                z[i + field..i + field + 4].copy_from_slice(&size.to_le_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn lying_sizes_give_the_streaming_decoders_errors() {
+        let (mut z, put) = deflated(3);
+        claim_size(&mut z, 100);
+        let data = Bytes::from(z);
+        let budget = crate::unpack::Budget::new(Limits::default());
+        let u = Zip.unpack(&data, &Ctx::new(&budget)).unwrap();
+        for (c, (name, body)) in u.children.iter().zip(&put) {
+            let e = c.error.as_ref().unwrap().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "corrupt: zip: entry holds {} bytes, the directory says 100",
+                    body.len()
+                ),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn bit_flipped_members_error_cleanly() {
+        let (z, _) = deflated(4);
+        // Flip bytes inside the first member's deflate data, one at a time.
+        let start = LocalHeader::parse(&z, 0).unwrap().data_start as usize;
+        for k in [0usize, 5, 40, 200] {
+            let mut bad = z.clone();
+            bad[start + k] ^= 0x55;
+            let data = Bytes::from(bad);
+            let budget = crate::unpack::Budget::new(Limits::default());
+            let u = Zip.unpack(&data, &Ctx::new(&budget)).unwrap();
+            let first = &u.children[0];
+            assert!(first.error.is_some(), "flip at {k} went unnoticed");
+            // The other members are untouched.
+            assert!(u.children[1..].iter().all(|c| c.error.is_none()));
+        }
     }
 
     #[test]
