@@ -119,14 +119,21 @@ impl Hits {
 /// As [`scan`], keeping at most `cap` magic hits (a blob made of magics would otherwise cost
 /// memory in proportion to its size); the flag says whether hits were dropped.
 pub fn scan_capped(data: &[u8], cap: usize) -> (Vec<Candidate>, bool) {
+    scan_capped_from(data, 0, cap)
+}
+
+/// As [`scan_capped`], looking only at magics from offset `from` on (a structure unpacked from
+/// offset 0 already claimed everything before it). Offsets stay those of `data`; aligned magics
+/// keep their alignment to `data`'s start.
+pub fn scan_capped_from(data: &[u8], from: usize, cap: usize) -> (Vec<Candidate>, bool) {
     let scanner = &*SCANNER;
     let mut searches = [Hits::new(cap), Hits::new(cap), Hits::new(cap)];
     let [auto, short, aligned] = &mut searches;
     if let Some(ac) = &scanner.automaton {
-        scan_automaton(scanner, ac, data, auto);
+        scan_automaton(scanner, ac, data, from, auto);
     }
-    scan_short(scanner, data, short);
-    scan_aligned(scanner, data, aligned);
+    scan_short(scanner, data, from, short);
+    scan_aligned(scanner, data, from, aligned);
     let capped = searches.iter().any(|h| h.capped);
     let mut out: Vec<Candidate> = searches.into_iter().flat_map(|h| h.found).collect();
     out.sort_unstable();
@@ -140,8 +147,8 @@ pub fn scan_capped(data: &[u8], cap: usize) -> (Vec<Candidate>, bool) {
 /// Leftmost search from just after the previous hit's start: every position where some magic
 /// starts is visited once (the automaton's prefilter skips the rest), and there every automaton
 /// magic with that first byte is checked, so overlapping and same-offset magics are all found.
-fn scan_automaton(scanner: &Scanner, ac: &AhoCorasick, data: &[u8], hits: &mut Hits) {
-    let mut pos = 0usize;
+fn scan_automaton(scanner: &Scanner, ac: &AhoCorasick, data: &[u8], from: usize, hits: &mut Hits) {
+    let mut pos = from;
     while pos < data.len() {
         let Some(m) = ac.find(Input::new(data).span(pos..data.len())) else {
             break;
@@ -170,7 +177,8 @@ fn has_prefix(tail: &[u8], magic: &[u8]) -> bool {
 
 /// Short magics: every occurrence of their first bytes (three at a time with `memchr3`), then
 /// the rest of the magic.
-fn scan_short(scanner: &Scanner, data: &[u8], hits: &mut Hits) {
+fn scan_short(scanner: &Scanner, data: &[u8], from: usize, hits: &mut Hits) {
+    let rest = data.get(from..).unwrap_or_default();
     let mut firsts: Vec<u8> = scanner
         .short
         .iter()
@@ -185,7 +193,8 @@ fn scan_short(scanner: &Scanner, data: &[u8], hits: &mut Hits) {
             [a, b, c] => (a, b, c),
             _ => continue,
         };
-        for hit in memchr::memchr3_iter(a, b, c, data) {
+        for hit in memchr::memchr3_iter(a, b, c, rest) {
+            let hit = hit + from;
             let tail = data.get(hit..).unwrap_or_default();
             for &(format, magic_offset, magic) in &scanner.short {
                 if has_prefix(tail, magic) && !hits.push(hit, format, magic_offset) {
@@ -198,9 +207,13 @@ fn scan_short(scanner: &Scanner, data: &[u8], hits: &mut Hits) {
 }
 
 /// Aligned magics: checked only where the structure would start on its alignment.
-fn scan_aligned(scanner: &Scanner, data: &[u8], hits: &mut Hits) {
+fn scan_aligned(scanner: &Scanner, data: &[u8], from: usize, hits: &mut Hits) {
     for &(format, magic_offset, magic, align) in &scanner.aligned {
-        let mut start = 0usize;
+        // The first aligned start whose magic lies at or after `from`.
+        let mut start = from
+            .saturating_sub(magic_offset)
+            .div_ceil(align)
+            .saturating_mul(align);
         while let Some(at) = start.checked_add(magic_offset) {
             let Some(tail) = data.get(at..) else { break };
             if tail.len() < magic.len() {
@@ -312,10 +325,32 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
             gaps: Vec::new(),
         };
     }
-    let (candidates, capped) = scan_capped(data, max_tries.saturating_mul(HITS_PER_CANDIDATE));
     let mut regions: Vec<Region> = Vec::new();
     let mut cursor = 0usize;
+    // A structure unpacked from offset 0 claims its extent: every candidate inside it would be
+    // skipped, so only the bytes after it are scanned (a filesystem followed by a trailer, say).
     let mut tries = 0usize;
+    if let Some((index, Ok(u))) = &at_start
+        && max_tries > 0
+        && let Some(format) = FORMATS.get(*index)
+        && let Some(len) = usize::try_from(u.consumed)
+            .ok()
+            .filter(|&l| l > 0 && l < data.len())
+        && let Some((_, result)) = at_start.take()
+    {
+        regions.push(Region {
+            offset: 0,
+            len: len as u64,
+            format: format.name(),
+            result,
+            data: Bytes::new(),
+            sha256: None,
+        });
+        cursor = len;
+        tries = 1;
+    }
+    let (candidates, capped) =
+        scan_capped_from(data, cursor, max_tries.saturating_mul(HITS_PER_CANDIDATE));
     let mut failed_bytes = 0u64;
     let mut exhausted = false;
     let mut stopped = None;
@@ -642,6 +677,70 @@ mod tests {
                 assert_eq!(starts, [3 * align], "{}", f.name());
             }
         }
+    }
+
+    #[test]
+    fn scan_from_an_offset_finds_what_the_full_scan_finds_there() {
+        // Every registered magic at several offsets, some aligned, some not, back to back.
+        let mut data = vec![0x5au8; 1 << 20];
+        let mut at = 100usize;
+        for f in FORMATS.iter() {
+            let align = f.carve_alignment();
+            for m in f.magics().iter().filter(|m| !m.bytes.is_empty()) {
+                let start = at.div_ceil(align) * align;
+                let Some(slot) = data.get_mut(start + m.offset..start + m.offset + m.bytes.len())
+                else {
+                    continue;
+                };
+                slot.copy_from_slice(m.bytes);
+                at = start + m.offset + m.bytes.len() + 777;
+            }
+        }
+        let full = scan(&data);
+        assert!(full.len() > 20, "the fixture holds magics");
+        for from in [0, 1, 99, 4096, 65_536, 300_001, data.len() / 2, data.len()] {
+            let tail: Vec<Candidate> = scan_capped_from(&data, from, usize::MAX)
+                .0
+                .into_iter()
+                .filter(|c| c.start >= from)
+                .collect();
+            let expected: Vec<Candidate> =
+                full.iter().copied().filter(|c| c.start >= from).collect();
+            assert_eq!(tail, expected, "from {from}");
+        }
+    }
+
+    #[test]
+    fn a_structure_at_the_start_is_not_rescanned_but_what_follows_is() {
+        use std::io::Write;
+        // A tar whose member holds a gzip stream, then a gzip stream after the archive.
+        let gz = |text: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(text).unwrap();
+            e.finish().unwrap()
+        };
+        let inner = gz(b"inside the archive");
+        let mut t = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(inner.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, "inner.gz", &inner[..]).unwrap();
+        let mut data = t.into_inner().unwrap();
+        let tar_len = data.len();
+        data.extend_from_slice(&gz(b"after the archive"));
+        let budget = crate::unpack::Budget::new(crate::unpack::Limits::default());
+        let a = analyze(&Bytes::from(data), &Ctx::new(&budget));
+        let Analysis::Carved { regions, stopped, .. } = a else {
+            panic!("expected carved regions, got {a:?}");
+        };
+        assert!(stopped.is_none());
+        let found: Vec<(u64, &str)> = regions.iter().map(|r| (r.offset, r.format)).collect();
+        assert_eq!(found, [(0, "tar"), (tar_len as u64, "gzip")]);
+        let Ok(gzip) = &regions[1].result else {
+            panic!("gzip after the tar failed");
+        };
+        assert_eq!(&gzip.children[0].data[..], b"after the archive");
     }
 
     #[test]
