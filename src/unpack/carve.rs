@@ -731,7 +731,10 @@ mod tests {
         data.extend_from_slice(&gz(b"after the archive"));
         let budget = crate::unpack::Budget::new(crate::unpack::Limits::default());
         let a = analyze(&Bytes::from(data), &Ctx::new(&budget));
-        let Analysis::Carved { regions, stopped, .. } = a else {
+        let Analysis::Carved {
+            regions, stopped, ..
+        } = a
+        else {
             panic!("expected carved regions, got {a:?}");
         };
         assert!(stopped.is_none());
