@@ -1,7 +1,8 @@
 //! Stream decompressors shared by the compression formats and by containers that compress their
 //! payloads (uImage, zip, cpio …). Every decoder writes through the budget's bounded [`Sink`]
 //! in chunks, checking the time budget between chunks, and reports how many input bytes the
-//! stream really used, so carving learns the stream's true extent.
+//! stream really used, so carving learns the stream's true extent. A deflate stream whose size a
+//! container states may instead be inflated in one libdeflate call ([`inflate_exact`]).
 //!
 //! [`Sink`]: super::limits::Sink
 

@@ -4,9 +4,11 @@
 //!
 //! The central directory is the authority (names, sizes, unix modes). Entries whose byte ranges
 //! overlap (David Fifield's overlapping-entry bomb) are listed but never decompressed, and the
-//! whole archive may expand at most [`Budget::max_expansion`] of its own size. Without an end
-//! record (a truncated archive) the local headers are walked instead and the archive is reported
-//! truncated with whatever entries were complete. The `zip` crate was not used: it cannot read `DH`
+//! whole archive may expand at most [`Budget::max_expansion`] of its own size (entries whose claimed
+//! sizes fit it are decompressed in parallel; deflate entries of known size go through libdeflate
+//! in one call, [`codec::inflate_exact`]). Without an end record (a truncated archive) the local
+//! headers are walked instead and the archive is reported truncated with whatever entries were
+//! complete. The `zip` crate was not used: it cannot read `DH`
 //! signatures without rewriting the bytes, which would corrupt stored nested images.
 //!
 //! [`Budget::max_expansion`]: crate::unpack::Budget::max_expansion
