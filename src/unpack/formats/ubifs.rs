@@ -794,8 +794,6 @@ fn read_blocks(
 /// decodes into a [`BLOCK_SIZE`] slice of the file, so no block can expand further than that.
 #[derive(Default)]
 struct Decoder {
-    /// LZO's output buffer, reused from block to block.
-    lzo: Vec<u8>,
     inflate: Option<flate2::Decompress>,
     zstd: Option<zstd::bulk::Decompressor<'static>>,
 }
@@ -818,10 +816,14 @@ impl Decoder {
                 want
             }
             compr::LZO => {
-                let n = lzo::decompress_into(payload, BLOCK_SIZE, &mut self.lzo)?;
-                out.get_mut(..n)
-                    .ok_or_else(|| corrupt("lzo block too large"))?
-                    .copy_from_slice(self.lzo.get(..n).unwrap_or_default());
+                // Straight into the file's buffer; `out` is one block, so the stream cannot
+                // expand past it.
+                let n = lzo::decompress_to(payload, out)?;
+                if n == want {
+                    // Chunk copies may have written past the end of a short block: the rest of
+                    // the block reads as zeros, as if only `n` bytes had been copied in.
+                    out.get_mut(n..).unwrap_or_default().fill(0);
+                }
                 n
             }
             compr::ZLIB => {
