@@ -394,6 +394,138 @@ mod tests {
         }
     }
 
+    /// Decodes `packed` every way the API allows and checks all agree with `data`.
+    fn check_all_ways(packed: &[u8], data: &[u8], what: &str) {
+        assert_eq!(decompress(packed, data.len()).unwrap(), data, "{what}");
+        // A slice of exactly the output's size: no room for chunk copies at the very end.
+        let mut exact = vec![0u8; data.len()];
+        assert_eq!(
+            decompress_to(packed, &mut exact).unwrap(),
+            data.len(),
+            "{what}"
+        );
+        assert!(exact == data, "{what}: exact slice");
+        // A larger, dirty slice.
+        let mut roomy = vec![0x5A; data.len() + 100];
+        let n = decompress_to(packed, &mut roomy).unwrap();
+        assert!(roomy[..n] == *data, "{what}: roomy slice");
+        // One byte too small: refused, never a panic or a short success.
+        if !data.is_empty() {
+            let mut short = vec![0u8; data.len() - 1];
+            assert!(
+                decompress_to(packed, &mut short).is_err(),
+                "{what}: short slice"
+            );
+        }
+    }
+
+    #[test]
+    fn every_token_shape_round_trips_into_exact_and_roomy_slices() {
+        let mut x = 0x0BAD_5EEDu32;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect()
+        };
+        let mut shapes: Vec<(&str, Vec<u8>)> = Vec::new();
+        // Long runs: lengths continued by zero bytes (M3/M4 long lengths).
+        shapes.push(("zero run", vec![0u8; 200_000]));
+        // Incompressible: long literal runs (the zero-continued literal length).
+        shapes.push(("noise", noise(70_000)));
+        // Overlapping matches at distances 1..=16, each repeated past 16 bytes.
+        let mut periodic = Vec::new();
+        for dist in 1..=16usize {
+            let unit = noise(dist);
+            for len in [3usize, 4, 9, 16, 17, 40, 100, 1000] {
+                periodic.extend(unit.iter().cycle().take(dist + len));
+                periodic.extend(noise(5));
+            }
+        }
+        shapes.push(("periodic", periodic));
+        // Far matches (M4: 16..48 KiB back) and near ones (M2/M3), with short literal runs
+        // between them (the 1..3 trailing literals and M1).
+        let block = noise(3000);
+        let mut far = Vec::new();
+        for i in 0..20usize {
+            far.extend_from_slice(&block[i * 7..i * 7 + 500]);
+            far.extend(noise(i % 4));
+            far.extend(noise(20_000));
+            far.extend_from_slice(&block[..(i * 13) % 200 + 3]);
+            far.extend(noise(1 + i % 3));
+        }
+        shapes.push(("far and near", far));
+        // Text: many short M1/M2 matches.
+        let text: Vec<u8> = (0..3000)
+            .flat_map(|i| format!("key{}=value{};\n", i % 97, i % 13).into_bytes())
+            .collect();
+        shapes.push(("text", text));
+        for (what, data) in &shapes {
+            let packed = lzokay_native::compress(data).unwrap();
+            check_all_ways(&packed, data, what);
+            // Every cut of the stream fails cleanly.
+            for cut in (0..packed.len()).step_by(packed.len() / 97 + 1) {
+                let mut out = vec![0u8; data.len()];
+                assert!(
+                    decompress_to(&packed[..cut], &mut out).is_err(),
+                    "{what} cut {cut}"
+                );
+            }
+            // Corrupt bytes never panic and never write past the slice.
+            for at in (0..packed.len()).step_by(packed.len() / 61 + 1) {
+                let mut bad = packed.clone();
+                bad[at] ^= 0xA5;
+                let mut out = vec![0u8; data.len()];
+                if let Ok(n) = decompress_to(&bad, &mut out) {
+                    assert!(n <= data.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hand_built_streams_cover_m1_and_the_first_byte_forms() {
+        // First byte 17 + 4: four literals, then M1 after a literal run (3 bytes, 2049+ back) is
+        // out of range here, so: "abcd", M2 (dist 4, len 3) with 2 trailing literals, M1 (2 bytes,
+        // dist 1 + (inst >> 2) + (h << 2)) after them, then the end marker.
+        let stream = [
+            21,
+            b'a',
+            b'b',
+            b'c',
+            b'd', // 4 literals, state 4
+            0x40 | (3 << 2) | 2,
+            0x00, // M2: len 3, dist 4, 2 trailing literals
+            b'x',
+            b'y', // the trailing literals
+            0x04,
+            0x00, // M1 (state 2): len 2, dist 2
+            0x11,
+            0x00,
+            0x00, // end
+        ];
+        assert_eq!(decompress(&stream, 64).unwrap(), b"abcdabcxyxy");
+        check_all_ways(&stream, b"abcdabcxyxy", "hand-built");
+        // First byte 18..21: 1..4 literals and that state.
+        let stream = [18, b'z', 0x00, 0x00, 0x11, 0x00, 0x00];
+        assert_eq!(decompress(&stream, 64).unwrap(), b"zzz");
+        // A malformed end marker and trailing garbage are errors.
+        assert!(decompress(&[21, 1, 2, 3, 4, 0x12, 0x00, 0x00], 64).is_err());
+        assert!(decompress(&[21, 1, 2, 3, 4, 0x11, 0x00, 0x00, 9], 64).is_err());
+        // A back-reference further than the output so far.
+        assert!(
+            decompress(
+                &[21, 1, 2, 3, 4, 0x40 | (7 << 2), 0x00, 0x11, 0x00, 0x00],
+                64
+            )
+            .is_err()
+        );
+    }
+
     #[test]
     fn output_past_the_announced_size_is_refused() {
         let data = vec![7u8; 100_000];
