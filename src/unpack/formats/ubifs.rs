@@ -794,8 +794,6 @@ fn read_blocks(
 /// decodes into a [`BLOCK_SIZE`] slice of the file, so no block can expand further than that.
 #[derive(Default)]
 struct Decoder {
-    /// LZO's output buffer, reused from block to block.
-    lzo: Vec<u8>,
     inflate: Option<flate2::Decompress>,
     zstd: Option<zstd::bulk::Decompressor<'static>>,
 }
@@ -818,10 +816,14 @@ impl Decoder {
                 want
             }
             compr::LZO => {
-                let n = lzo::decompress_into(payload, BLOCK_SIZE, &mut self.lzo)?;
-                out.get_mut(..n)
-                    .ok_or_else(|| corrupt("lzo block too large"))?
-                    .copy_from_slice(self.lzo.get(..n).unwrap_or_default());
+                // Straight into the file's buffer; `out` is one block, so the stream cannot
+                // expand past it.
+                let n = lzo::decompress_to(payload, out)?;
+                if n == want {
+                    // Chunk copies may have written past the end of a short block: the rest of
+                    // the block reads as zeros, as if only `n` bytes had been copied in.
+                    out.get_mut(n..).unwrap_or_default().fill(0);
+                }
                 n
             }
             compr::ZLIB => {
@@ -944,6 +946,46 @@ mod tests {
         }
         assert_eq!(parallel[301 * BLOCK_SIZE + 1], 45);
         assert_eq!(parallel[699 * BLOCK_SIZE + 999], 699u32 as u8);
+    }
+
+    #[test]
+    fn a_short_lzo_block_inside_a_file_leaves_zeros_after_its_data() {
+        use crate::unpack::{Budget, Limits};
+        // Block 0 holds 77 bytes of a 2-block file (a file extended after a write): the rest
+        // of the block reads as zeros although the decoder writes whole chunks into the file.
+        // 40 distinct bytes, then 37 of them again: a match whose 16-byte chunk copies run past
+        // the block's 77 bytes.
+        let mut short: Vec<u8> = (0..40u32).map(|i| (i * 7 + 1) as u8).collect();
+        short.extend_from_slice(&short.clone()[..37]);
+        let mut scratch = [0u8; BLOCK_SIZE];
+        let packed = lzokay_native::compress(&short).unwrap();
+        assert_eq!(lzo::decompress_to(&packed, &mut scratch).unwrap(), 77);
+        assert!(
+            scratch[77..].iter().any(|&b| b != 0),
+            "the decoder writes past the data here, so the fill matters"
+        );
+        let full: Vec<u8> = (0..BLOCK_SIZE as u32).map(|i| (i % 251) as u8).collect();
+        let mut img = Vec::new();
+        let mut blocks = Vec::new();
+        for (n, data) in [(0u32, &short), (1, &full)] {
+            let payload = lzokay_native::compress(data).unwrap();
+            blocks.push(Block {
+                block: n,
+                size: data.len() as u32,
+                compr: compr::LZO,
+                start: img.len(),
+                len: payload.len(),
+            });
+            img.extend_from_slice(&payload);
+        }
+        let mut file = vec![0u8; 2 * BLOCK_SIZE];
+        let budget = Budget::new(Limits::default());
+        let ctx = Ctx::new(&budget);
+        let error = read_blocks(&img, &blocks, &mut file, 0, &ctx).unwrap();
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(&file[..77], &short[..]);
+        assert!(file[77..BLOCK_SIZE].iter().all(|&b| b == 0));
+        assert_eq!(&file[BLOCK_SIZE..], &full[..]);
     }
 
     #[test]
