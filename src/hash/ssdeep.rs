@@ -777,6 +777,75 @@ mod tests {
         }
     }
 
+    /// xorshift64 bytes: reproducible random test data.
+    fn random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// Streamed into a hasher of unknown length (which keeps every block size alive, so its hot
+    /// loop runs over more lanes) in pieces of `piece` bytes.
+    fn streamed(data: &[u8], piece: usize) -> String {
+        let mut h = SsdeepHasher::new();
+        for c in data.chunks(piece.max(1)) {
+            h.update(c);
+        }
+        h.finish().unwrap().to_string()
+    }
+
+    #[test]
+    fn every_length_to_600_streams_like_one_shot() {
+        for n in 0..600 {
+            let rnd = random(n, n as u64 + 1);
+            // Low entropy: long runs, so pieces end at many block sizes at once.
+            let low: Vec<u8> = rnd.iter().map(|b| b & 0x81).collect();
+            for data in [&rnd, &low] {
+                let whole = digest(data);
+                assert_eq!(streamed(data, n % 13 + 1), whole, "length {n}");
+                assert_eq!(streamed(data, n + 1), whole, "length {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_digest() {
+        let data = random(600, 7);
+        let whole = digest(&data);
+        for p in 0..=data.len() {
+            let (a, b) = data.split_at(p);
+            let mut h = SsdeepHasher::with_len(data.len() as u64);
+            h.update(a);
+            h.update(b);
+            assert_eq!(h.finish().unwrap().to_string(), whole, "split at {p}");
+            let mut h = SsdeepHasher::new();
+            h.update(a);
+            h.update(&[]);
+            h.update(b);
+            assert_eq!(h.finish().unwrap().to_string(), whole, "split at {p}");
+        }
+    }
+
+    #[test]
+    fn every_lane_width_gives_the_same_digest() {
+        // Known length: few live block sizes (8 lanes). Unknown length: every block size since
+        // 3 stays live, so 10 KiB runs 16 lanes and 1.5 MiB 24 lanes; odd piece sizes put the
+        // rolling window across every alignment of a call boundary.
+        for (n, seed) in [(10 << 10, 3u64), (100 << 10, 4), (3 << 19, 5)] {
+            let data = random(n, seed);
+            let whole = digest(&data);
+            for piece in [1usize, 7, 4093, 65_537] {
+                assert_eq!(streamed(&data, piece), whole, "size {n}, pieces of {piece}");
+            }
+        }
+    }
+
     #[test]
     fn announced_length_must_match() {
         let mut h = SsdeepHasher::with_len(10);
