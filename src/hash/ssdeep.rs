@@ -297,33 +297,38 @@ impl SsdeepHasher {
         let mut hit: Option<u32> = None;
         let mut pos = self.pos;
         // One byte: roll the window, advance every lane's piece hash, test for a piece end.
-        let mut step = |c: u8, out: u8| -> Option<u32> {
-            let cw = u32::from(c);
-            h2 = h2
-                .wrapping_sub(h1)
-                .wrapping_add(cw.wrapping_mul(ROLLING_WINDOW as u32));
-            h1 = h1.wrapping_add(cw).wrapping_sub(u32::from(out));
-            h3 = (h3 << 5) ^ cw;
-            // Lanes are independent `u16`s: the loops become vector multiplies; bits above the
-            // sixth never reach the low six, so they are left to wrap.
-            let cc = u16::from(c);
-            for x in h.iter_mut() {
-                *x = x.wrapping_mul(HASH_PRIME) ^ cc;
-            }
-            for y in f.iter_mut() {
-                *y = y.wrapping_mul(HASH_PRIME) ^ cc;
-            }
-            let t = h1.wrapping_add(h2).wrapping_add(h3).wrapping_add(1);
-            let q = t.wrapping_mul(0xAAAA_AAAB);
-            // t is a multiple of 3·2^b iff rotr(t·3⁻¹, b) <= u32::MAX / (3·2^b) (Hacker's
-            // Delight 10-17): one comparison, one well-predicted branch.
-            (q.rotate_right(bshift) <= limit && t != 0).then_some(q)
-        };
+        // A macro rather than a closure: a closure called from two loops was not always inlined,
+        // and a call per byte costs as much as the work.
+        macro_rules! step {
+            ($c:expr, $out:expr) => {{
+                let (c, out): (u8, u8) = ($c, $out);
+                let cw = u32::from(c);
+                h2 = h2
+                    .wrapping_sub(h1)
+                    .wrapping_add(cw.wrapping_mul(ROLLING_WINDOW as u32));
+                h1 = h1.wrapping_add(cw).wrapping_sub(u32::from(out));
+                h3 = (h3 << 5) ^ cw;
+                // Lanes are independent `u16`s: the loops become vector multiplies; bits above the
+                // sixth never reach the low six, so they are left to wrap.
+                let cc = u16::from(c);
+                for x in h.iter_mut() {
+                    *x = x.wrapping_mul(HASH_PRIME) ^ cc;
+                }
+                for y in f.iter_mut() {
+                    *y = y.wrapping_mul(HASH_PRIME) ^ cc;
+                }
+                let t = h1.wrapping_add(h2).wrapping_add(h3).wrapping_add(1);
+                let q = t.wrapping_mul(0xAAAA_AAAB);
+                // t is a multiple of 3·2^b iff rotr(t·3⁻¹, b) <= u32::MAX / (3·2^b) (Hacker's
+                // Delight 10-17): one comparison, one well-predicted branch.
+                (q.rotate_right(bshift) <= limit && t != 0).then_some(q)
+            }};
+        }
         match outs {
             Some(o) => {
                 for (&c, &out) in cs.iter().zip(o) {
                     consumed += 1;
-                    if let Some(q) = step(c, out) {
+                    if let Some(q) = step!(c, out) {
                         hit = Some(q);
                         break;
                     }
@@ -339,7 +344,7 @@ impl SsdeepHasher {
                     }
                     pos = pos.wrapping_add(1);
                     consumed += 1;
-                    if let Some(q) = step(c, out) {
+                    if let Some(q) = step!(c, out) {
                         hit = Some(q);
                         break;
                     }
