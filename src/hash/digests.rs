@@ -188,6 +188,29 @@ mod tests {
     }
 
     #[test]
+    fn chunk_boundaries_at_every_alignment() {
+        // Lengths around one and two chunks, fed whole and split at every offset of a 64-byte
+        // stretch around the first chunk boundary: equal to each hasher run alone.
+        let data: Vec<u8> = (0..(2 * CHUNK as u32 + 64))
+            .map(|i| (i.wrapping_mul(2_246_822_519).rotate_left(13) >> 5) as u8)
+            .collect();
+        for len in [CHUNK - 1, CHUNK, CHUNK + 1, CHUNK + 7, 2 * CHUNK + 63] {
+            let d = &data[..len];
+            let one = digests(d);
+            assert_eq!(one.sha256, <[u8; 32]>::from(Sha256::digest(d)));
+            assert_eq!(one.ssdeep, super::super::ssdeep::hash(d));
+            assert_eq!(one.tlsh, super::super::tlsh::hash(d));
+            for p in CHUNK - 32..CHUNK + 32 {
+                let p = p.min(len);
+                let mut h = DigestHasher::with_len(len as u64);
+                h.update(&d[..p]);
+                h.update(&d[p..]);
+                assert_eq!(h.finish(), one, "length {len}, split at {p}");
+            }
+        }
+    }
+
+    #[test]
     fn identical_buffers_compare_as_identical() {
         let data: Vec<u8> = (0..50_000u32)
             .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)

@@ -3,9 +3,10 @@
 //! the golden set's ALGORITHM.md): digests and scores byte-identical to libfuzzy 2.14.1.
 //!
 //! The hasher is streaming and single-pass: it keeps every candidate block size (3·2^i) alive at
-//! once and picks one at the end. Its inner loop updates the 6-bit piece hashes of up to four
-//! block sizes per `u64` (16-bit lanes), so the cost per byte barely grows with the number of
-//! block sizes in flight. Comparison works on [`SsdeepPrepared`], a digest parsed once, with
+//! once and picks one at the end. Its inner loop updates the 6-bit piece hashes of the live block
+//! sizes as arrays of 8, 16, 24 or 32 `u16` lanes (a few vector multiplies per byte; the high bits
+//! of a lane are never read, so no masking in the loop), so the cost per byte barely grows with
+//! the number of block sizes in flight. Comparison works on [`SsdeepPrepared`], a digest parsed once, with
 //! cheap prefilters (block-size compatibility, then a common 7-gram) before the edit distance,
 //! which is a bit-parallel LCS over one machine word.
 
@@ -21,21 +22,17 @@ const MIN_BLOCKSIZE: u64 = 3;
 /// Width of the rolling hash window, and the common substring length compare requires.
 const ROLLING_WINDOW: usize = 7;
 /// Low 6 bits of the FNV-style piece hash's initial value 0x28021967.
-const HASH_INIT: u64 = 0x27;
+const HASH_INIT: u16 = 0x27;
 /// Low 6 bits of the FNV prime 0x01000193: only the low 6 bits of a piece hash are ever used.
-const HASH_PRIME: u64 = 0x13;
+const HASH_PRIME: u16 = 0x13;
 /// Largest input a digest exists for: 3·2^30 · 64 bytes (192 GiB).
 pub const MAX_INPUT_LEN: u64 = (MIN_BLOCKSIZE << 30) * SPAMSUM_LENGTH as u64;
 /// The base64 alphabet the signature characters come from.
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-/// Four 16-bit lanes, 6 bits used in each.
-const LANES6: u64 = 0x003F_003F_003F_003F;
-/// Broadcasts a byte to four 16-bit lanes.
-const LANES_ONE: u64 = 0x0001_0001_0001_0001;
-/// Lanes per `u64` word and the number of words (32 lanes: 31 block sizes + the `lasth` lane).
-const PER_WORD: usize = 4;
-/// See [`PER_WORD`].
-const WORDS: usize = 8;
+/// Number of piece-hash lanes: 31 block sizes + the `lasth` lane.
+const LANES: usize = 32;
+/// The hot loop runs over a multiple of this many lanes (one 128-bit vector of `u16`).
+const LANE_STEP: usize = 8;
 /// The lane that holds libfuzzy's `lasth` (the piece hash past the largest block size).
 const LAST_LANE: usize = NUM_BLOCKHASHES;
 
@@ -163,10 +160,10 @@ pub struct SsdeepHasher {
     h3: u32,
     /// The last 7 bytes; byte at stream position `p` sits at `window[p % 7]`.
     window: [u8; ROLLING_WINDOW],
-    /// Piece hashes per block size, four 16-bit lanes per word (lane = block-size index).
-    h: [u64; WORDS],
+    /// Piece hashes per block size (lane = block-size index); only the low 6 bits are meaningful.
+    h: [u16; LANES],
     /// Piece hashes for the truncated second part (`halfh`), same layout.
-    half: [u64; WORDS],
+    half: [u16; LANES],
     /// Signature characters per block size.
     digest: [[u8; SPAMSUM_LENGTH]; NUM_BLOCKHASHES],
     /// Number of finished characters per block size (at most 63; the 64th is the tail).
@@ -201,8 +198,8 @@ impl SsdeepHasher {
             h2: 0,
             h3: 0,
             window: [0; ROLLING_WINDOW],
-            h: [0; WORDS],
-            half: [0; WORDS],
+            h: [0; LANES],
+            half: [0; LANES],
             digest: [[0; SPAMSUM_LENGTH]; NUM_BLOCKHASHES],
             dindex: [0; NUM_BLOCKHASHES],
             halfdigest: [0; NUM_BLOCKHASHES],
@@ -261,21 +258,19 @@ impl SsdeepHasher {
         }
     }
 
-    /// Runs the hot loop with as many lane words as the live block sizes need.
+    /// Runs the hot loop over as many lanes as the live block sizes need (rounded up to a
+    /// multiple of [`LANE_STEP`]).
     fn run_dispatch(&mut self, cs: &[u8], outs: Option<&[u8]>) -> usize {
-        let ws = self.bhstart / PER_WORD;
         let last = if self.need_lasth {
             LAST_LANE
         } else {
             self.bhend - 1
         };
-        let we = last / PER_WORD;
-        match we - ws + 1 {
-            1 => self.run::<1>(cs, outs),
-            2 => self.run::<2>(cs, outs),
-            3 => self.run::<3>(cs, outs),
-            4 => self.run::<4>(cs, outs),
-            _ => self.run::<WORDS>(cs, outs),
+        match last.saturating_sub(self.bhstart) / LANE_STEP {
+            0 => self.run::<LANE_STEP>(cs, outs),
+            1 => self.run::<{ 2 * LANE_STEP }>(cs, outs),
+            2 => self.run::<{ 3 * LANE_STEP }>(cs, outs),
+            _ => self.run::<LANES>(cs, outs),
         }
     }
 
@@ -283,15 +278,12 @@ impl SsdeepHasher {
     /// piece; returns the number of bytes consumed. `outs[k]` is the byte leaving the window
     /// when `cs[k]` enters (`None`: take it from the saved window).
     #[inline(always)]
-    fn run<const W: usize>(&mut self, cs: &[u8], outs: Option<&[u8]>) -> usize {
-        let ws = if W == WORDS {
-            0
-        } else {
-            self.bhstart / PER_WORD
-        };
-        let mut h = [0u64; W];
-        let mut f = [0u64; W];
-        if let (Some(src_h), Some(src_f)) = (self.h.get(ws..ws + W), self.half.get(ws..ws + W)) {
+    fn run<const L: usize>(&mut self, cs: &[u8], outs: Option<&[u8]>) -> usize {
+        // Lanes ws..ws + L hold every live block size (bhstart..=last, fewer than L of them).
+        let ws = self.bhstart.min(LANES - L);
+        let mut h = [0u16; L];
+        let mut f = [0u16; L];
+        if let (Some(src_h), Some(src_f)) = (self.h.get(ws..ws + L), self.half.get(ws..ws + L)) {
             h.copy_from_slice(src_h);
             f.copy_from_slice(src_f);
         }
@@ -305,29 +297,38 @@ impl SsdeepHasher {
         let mut hit: Option<u32> = None;
         let mut pos = self.pos;
         // One byte: roll the window, advance every lane's piece hash, test for a piece end.
-        let mut step = |c: u8, out: u8| -> Option<u32> {
-            let cw = u32::from(c);
-            h2 = h2
-                .wrapping_sub(h1)
-                .wrapping_add(cw.wrapping_mul(ROLLING_WINDOW as u32));
-            h1 = h1.wrapping_add(cw).wrapping_sub(u32::from(out));
-            h3 = (h3 << 5) ^ cw;
-            let cc = u64::from(c & 0x3f) * LANES_ONE;
-            for (x, y) in h.iter_mut().zip(f.iter_mut()) {
-                *x = (x.wrapping_mul(HASH_PRIME) ^ cc) & LANES6;
-                *y = (y.wrapping_mul(HASH_PRIME) ^ cc) & LANES6;
-            }
-            let t = h1.wrapping_add(h2).wrapping_add(h3).wrapping_add(1);
-            let q = t.wrapping_mul(0xAAAA_AAAB);
-            // t is a multiple of 3·2^b iff rotr(t·3⁻¹, b) <= u32::MAX / (3·2^b) (Hacker's
-            // Delight 10-17): one comparison, one well-predicted branch.
-            (q.rotate_right(bshift) <= limit && t != 0).then_some(q)
-        };
+        // A macro rather than a closure: a closure called from two loops was not always inlined,
+        // and a call per byte costs as much as the work.
+        macro_rules! step {
+            ($c:expr, $out:expr) => {{
+                let (c, out): (u8, u8) = ($c, $out);
+                let cw = u32::from(c);
+                h2 = h2
+                    .wrapping_sub(h1)
+                    .wrapping_add(cw.wrapping_mul(ROLLING_WINDOW as u32));
+                h1 = h1.wrapping_add(cw).wrapping_sub(u32::from(out));
+                h3 = (h3 << 5) ^ cw;
+                // Lanes are independent `u16`s: the loops become vector multiplies; bits above the
+                // sixth never reach the low six, so they are left to wrap.
+                let cc = u16::from(c);
+                for x in h.iter_mut() {
+                    *x = x.wrapping_mul(HASH_PRIME) ^ cc;
+                }
+                for y in f.iter_mut() {
+                    *y = y.wrapping_mul(HASH_PRIME) ^ cc;
+                }
+                let t = h1.wrapping_add(h2).wrapping_add(h3).wrapping_add(1);
+                let q = t.wrapping_mul(0xAAAA_AAAB);
+                // t is a multiple of 3·2^b iff rotr(t·3⁻¹, b) <= u32::MAX / (3·2^b) (Hacker's
+                // Delight 10-17): one comparison, one well-predicted branch.
+                (q.rotate_right(bshift) <= limit && t != 0).then_some(q)
+            }};
+        }
         match outs {
             Some(o) => {
                 for (&c, &out) in cs.iter().zip(o) {
                     consumed += 1;
-                    if let Some(q) = step(c, out) {
+                    if let Some(q) = step!(c, out) {
                         hit = Some(q);
                         break;
                     }
@@ -343,7 +344,7 @@ impl SsdeepHasher {
                     }
                     pos = pos.wrapping_add(1);
                     consumed += 1;
-                    if let Some(q) = step(c, out) {
+                    if let Some(q) = step!(c, out) {
                         hit = Some(q);
                         break;
                     }
@@ -353,7 +354,7 @@ impl SsdeepHasher {
         self.pos = pos;
         (self.h1, self.h2, self.h3) = (h1, h2, h3);
         if let (Some(dst_h), Some(dst_f)) =
-            (self.h.get_mut(ws..ws + W), self.half.get_mut(ws..ws + W))
+            (self.h.get_mut(ws..ws + L), self.half.get_mut(ws..ws + L))
         {
             dst_h.copy_from_slice(&h);
             dst_f.copy_from_slice(&f);
@@ -525,21 +526,19 @@ impl SsdeepHasher {
 }
 
 /// The 6-bit piece hash of block size `i`.
-fn lane(words: &[u64; WORDS], i: usize) -> u64 {
-    let w = words.get(i / PER_WORD).copied().unwrap_or(0);
-    (w >> ((i % PER_WORD) * 16)) & 0x3f
+fn lane(lanes: &[u16; LANES], i: usize) -> u16 {
+    lanes.get(i).copied().unwrap_or(0) & 0x3f
 }
 
 /// Sets the 6-bit piece hash of block size `i`.
-fn set_lane(words: &mut [u64; WORDS], i: usize, v: u64) {
-    if let Some(w) = words.get_mut(i / PER_WORD) {
-        let shift = (i % PER_WORD) * 16;
-        *w = (*w & !(0xffff << shift)) | ((v & 0x3f) << shift);
+fn set_lane(lanes: &mut [u16; LANES], i: usize, v: u16) {
+    if let Some(l) = lanes.get_mut(i) {
+        *l = v & 0x3f;
     }
 }
 
 /// The signature character for a 6-bit hash.
-fn b64(v: u64) -> u8 {
+fn b64(v: u16) -> u8 {
     B64.get((v & 0x3f) as usize).copied().unwrap_or(b'A')
 }
 
@@ -780,6 +779,75 @@ mod tests {
                 h.update(c);
             }
             assert_eq!(h.finish().unwrap().to_string(), whole, "chunk {chunk}");
+        }
+    }
+
+    /// xorshift64 bytes: reproducible random test data.
+    fn random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// Streamed into a hasher of unknown length (which keeps every block size alive, so its hot
+    /// loop runs over more lanes) in pieces of `piece` bytes.
+    fn streamed(data: &[u8], piece: usize) -> String {
+        let mut h = SsdeepHasher::new();
+        for c in data.chunks(piece.max(1)) {
+            h.update(c);
+        }
+        h.finish().unwrap().to_string()
+    }
+
+    #[test]
+    fn every_length_to_600_streams_like_one_shot() {
+        for n in 0..600 {
+            let rnd = random(n, n as u64 + 1);
+            // Low entropy: long runs, so pieces end at many block sizes at once.
+            let low: Vec<u8> = rnd.iter().map(|b| b & 0x81).collect();
+            for data in [&rnd, &low] {
+                let whole = digest(data);
+                assert_eq!(streamed(data, n % 13 + 1), whole, "length {n}");
+                assert_eq!(streamed(data, n + 1), whole, "length {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_digest() {
+        let data = random(600, 7);
+        let whole = digest(&data);
+        for p in 0..=data.len() {
+            let (a, b) = data.split_at(p);
+            let mut h = SsdeepHasher::with_len(data.len() as u64);
+            h.update(a);
+            h.update(b);
+            assert_eq!(h.finish().unwrap().to_string(), whole, "split at {p}");
+            let mut h = SsdeepHasher::new();
+            h.update(a);
+            h.update(&[]);
+            h.update(b);
+            assert_eq!(h.finish().unwrap().to_string(), whole, "split at {p}");
+        }
+    }
+
+    #[test]
+    fn every_lane_width_gives_the_same_digest() {
+        // Known length: few live block sizes (8 lanes). Unknown length: every block size since
+        // 3 stays live, so 10 KiB runs 16 lanes and 1.5 MiB 24 lanes; odd piece sizes put the
+        // rolling window across every alignment of a call boundary.
+        for (n, seed) in [(10 << 10, 3u64), (100 << 10, 4), (3 << 19, 5)] {
+            let data = random(n, seed);
+            let whole = digest(&data);
+            for piece in [1usize, 7, 4093, 65_537] {
+                assert_eq!(streamed(&data, piece), whole, "size {n}, pieces of {piece}");
+            }
         }
     }
 
