@@ -317,6 +317,21 @@ impl Decoder<'_, '_> {
 mod tests {
     use super::*;
 
+    /// A xorshift32 byte source seeded with `seed`: each call returns the next `n` bytes.
+    fn xorshift(seed: u32) -> impl FnMut(usize) -> Vec<u8> {
+        let mut x = seed;
+        move |n| {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect()
+        }
+    }
+
     fn sample_text() -> Vec<u8> {
         let mut v = Vec::new();
         for i in 0..5000u32 {
@@ -358,17 +373,7 @@ mod tests {
         // Incompressible runs of many lengths (whole 16-byte chunks and the exact copy near the
         // end of the input), then matches at distances 1..=70 of lengths up to 200, so every copy
         // path (byte loop, 8- and 16-byte chunks, period doubling) meets every alignment.
-        let mut x = 0x2545_F491u32;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x as u8
-                })
-                .collect()
-        };
+        let mut noise = xorshift(0x2545_F491u32);
         let mut data = Vec::new();
         for dist in 1..=70usize {
             for len in [2usize, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 200] {
@@ -421,17 +426,7 @@ mod tests {
 
     #[test]
     fn every_token_shape_round_trips_into_exact_and_roomy_slices() {
-        let mut x = 0x0BAD_5EEDu32;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x as u8
-                })
-                .collect()
-        };
+        let mut noise = xorshift(0x0BAD_5EEDu32);
         let mut shapes: Vec<(&str, Vec<u8>)> = Vec::new();
         // Long runs: lengths continued by zero bytes (M3/M4 long lengths).
         shapes.push(("zero run", vec![0u8; 200_000]));
@@ -543,17 +538,9 @@ mod tests {
         }
         // A back-reference before any output (lzokay-native itself would underflow here).
         assert!(decompress(&[0x40, 0x00, 0x11, 0x00, 0x00], 100).is_err());
-        let mut x = 0x1234_5678u32;
+        let mut junk = xorshift(0x1234_5678);
         for _ in 0..2000 {
-            let junk: Vec<u8> = (0..64)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x as u8
-                })
-                .collect();
-            let _ = decompress(&junk, 1 << 16);
+            let _ = decompress(&junk(64), 1 << 16);
         }
     }
 }
