@@ -134,6 +134,30 @@ thread_local! {
         std::cell::RefCell::new(libdeflater::Decompressor::new());
 }
 
+/// How a whole deflate stream given to [`inflate_into`] is wrapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wrap {
+    /// Raw deflate (ZIP entries).
+    Raw,
+    /// A zlib header and Adler-32 trailer around the deflate data (JFFS2 fragments).
+    Zlib,
+}
+
+/// Inflates one whole stream into `out` in a single call with this thread's libdeflate
+/// decompressor, returning how many bytes it wrote. libdeflate never writes past `out`: a stream
+/// that expands further fails with `InsufficientSpace`, a bad or truncated one with `BadData`.
+/// For streams whose uncompressed size a container states; the input extent is not reported.
+pub fn inflate_into(
+    wrap: Wrap,
+    input: &[u8],
+    out: &mut [u8],
+) -> Result<usize, libdeflater::DecompressionError> {
+    INFLATE.with_borrow_mut(|z| match wrap {
+        Wrap::Raw => z.deflate_decompress(input, out),
+        Wrap::Zlib => z.zlib_decompress(input, out),
+    })
+}
+
 /// Inflates a raw deflate stream whose uncompressed size a container states (a ZIP entry) in
 /// one call, with libdeflate (about twice as fast as the streaming decoder), straight into a
 /// buffer of exactly `size` bytes admitted through the budget's [`Sink`](super::limits::Sink).
@@ -158,7 +182,7 @@ pub fn inflate_exact(
             return Err(Attempt::Declined);
         }
         buf.resize(want, 0);
-        match INFLATE.with_borrow_mut(|z| z.deflate_decompress(input, buf)) {
+        match inflate_into(Wrap::Raw, input, buf) {
             Ok(n) if n == want => Ok(()),
             _ => Err(Attempt::Declined),
         }
@@ -330,6 +354,39 @@ mod tests {
         bad[0] ^= 0xFF;
         assert!(inflate_exact(&bad, plain.len() as u64, &ctx).is_none());
         assert_eq!(budget.held_bytes(), 0, "nothing stays held after declining");
+    }
+
+    #[test]
+    fn inflate_into_reads_raw_and_zlib_streams_with_one_decompressor() {
+        let plain: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let raw = deflate(&plain);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&plain).unwrap();
+        let zlib = z.finish().unwrap();
+        let mut out = vec![0u8; plain.len()];
+        // Alternating wrappings on this thread's one decompressor.
+        for _ in 0..3 {
+            out.fill(0);
+            assert_eq!(inflate_into(Wrap::Zlib, &zlib, &mut out), Ok(plain.len()));
+            assert_eq!(out, plain);
+            out.fill(0);
+            assert_eq!(inflate_into(Wrap::Raw, &raw, &mut out), Ok(plain.len()));
+            assert_eq!(out, plain);
+        }
+        // The wrong wrapping, a short buffer, a cut stream: errors, never a write past `out`.
+        assert_eq!(
+            inflate_into(Wrap::Zlib, &raw, &mut out),
+            Err(libdeflater::DecompressionError::BadData)
+        );
+        let mut short = vec![0u8; plain.len() + 8];
+        assert_eq!(
+            inflate_into(Wrap::Zlib, &zlib, &mut short[..plain.len() - 1]),
+            Err(libdeflater::DecompressionError::InsufficientSpace)
+        );
+        assert!(short[plain.len() - 1..].iter().all(|&b| b == 0));
+        assert!(inflate_into(Wrap::Zlib, &zlib[..zlib.len() / 2], &mut out).is_err());
     }
 
     #[test]

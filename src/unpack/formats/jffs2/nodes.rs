@@ -4,6 +4,7 @@
 
 use crate::unpack::UnpackError;
 use crate::unpack::bytes::Endian;
+use crate::unpack::codec;
 
 /// Node magic (`JFFS2_MAGIC_BITMASK`).
 pub const MAGIC: u16 = 0x1985;
@@ -299,13 +300,6 @@ fn corrupt(method: u8, what: impl std::fmt::Display) -> UnpackError {
     UnpackError::Corrupt(format!("jffs2 {}: {what}", compr::name(method)))
 }
 
-thread_local! {
-    /// One libdeflate decompressor per thread: an image holds thousands of small zlib streams,
-    /// each decoded whole into a buffer of its known size (no streaming state to reset).
-    static INFLATE: std::cell::RefCell<libdeflater::Decompressor> =
-        std::cell::RefCell::new(libdeflater::Decompressor::new());
-}
-
 /// Decompresses one stored fragment to exactly `dsize` bytes (at most [`MAX_NODE_DATA`]).
 /// `ZERO` fragments are handled by the caller without allocating.
 pub fn decompress(method: u8, stored: &[u8], dsize: u32) -> Result<Vec<u8>, UnpackError> {
@@ -319,7 +313,7 @@ pub fn decompress(method: u8, stored: &[u8], dsize: u32) -> Result<Vec<u8>, Unpa
             // buffer of exactly that size and refuses (never overruns) a stream that expands past
             // it; a shorter stream shows as a wrong length below.
             let mut out = vec![0u8; want];
-            let decoded = INFLATE.with_borrow_mut(|z| z.zlib_decompress(stored, &mut out));
+            let decoded = codec::inflate_into(codec::Wrap::Zlib, stored, &mut out);
             match decoded {
                 Ok(n) => out.truncate(n),
                 Err(libdeflater::DecompressionError::InsufficientSpace) => {
