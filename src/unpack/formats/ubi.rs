@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
+use rayon::prelude::*;
 
 use super::{Ctx, Format, Magic, path_escapes};
 use crate::unpack::UnpackError;
@@ -528,7 +529,11 @@ fn volume<'a>(
         }
         return Ok(child.with_error(e));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(total).unwrap_or(0).min(1 << 30));
+    // Where each LEB's bytes come from (unmapped LEBs of a dynamic volume read as 0xFF), then
+    // one buffer of the exact size filled in parallel: the copies and the page faults of a large
+    // volume are spread over the cores.
+    let mut parts: Vec<Option<&[u8]>> = Vec::with_capacity(lebs.len());
+    let mut len = 0usize;
     let mut bad_crc = 0u64;
     for lnum in 0..count {
         ctx.check()?;
@@ -538,7 +543,8 @@ fn volume<'a>(
                     "static volume {vol_id}: LEB {lnum} missing"
                 )));
             }
-            bytes.resize(bytes.len() + leb_size, 0xFF);
+            parts.push(None);
+            len = len.saturating_add(leb_size);
             continue;
         };
         let leb = leb_of(m);
@@ -551,8 +557,27 @@ fn volume<'a>(
         } else {
             leb.get(..leb_size).unwrap_or_default()
         };
-        bytes.extend_from_slice(part);
+        parts.push(Some(part));
+        len = len.saturating_add(part.len());
     }
+    let mut bytes = vec![0u8; len];
+    let mut slots: Vec<(&mut [u8], Option<&[u8]>)> = Vec::with_capacity(parts.len());
+    let mut rest = bytes.as_mut_slice();
+    for part in parts {
+        let n = part.map_or(leb_size, <[u8]>::len).min(rest.len());
+        let (slot, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        slots.push((slot, part));
+        rest = tail;
+    }
+    slots.into_par_iter().for_each(|(slot, part)| match part {
+        Some(p) => {
+            let n = slot.len().min(p.len());
+            if let (Some(dst), Some(src)) = (slot.get_mut(..n), p.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+        }
+        None => slot.fill(0xFF),
+    });
     if vol_type == VOLUME_STATIC {
         child = child.with_meta("data_crc_ok", bad_crc == 0);
         if bad_crc > 0 && error.is_none() {
