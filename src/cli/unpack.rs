@@ -40,8 +40,15 @@ pub fn run(args: &UnpackArgs, quiet: bool) -> anyhow::Result<()> {
         .file_name()
         .map(|n| n.as_encoded_bytes().to_vec())
         .unwrap_or_else(|| b"image".to_vec());
+    // Only the JSON listing shows digests; the text listing and the writer need hashes only to
+    // find identical blobs.
+    let hashing = if args.json {
+        unpack::Hashing::All
+    } else {
+        unpack::Hashing::Dedupe
+    };
     let bar = spinner(quiet, "unpacking");
-    let tree = unpack::unpack_with_progress(data, &name, &limits, &|p| {
+    let tree = unpack::unpack_with_progress(data, &name, &limits, hashing, &|p| {
         if let Some(b) = &bar {
             b.set_message(format!(
                 "unpacking: {} entries, {} pending, {} MiB",

@@ -453,7 +453,7 @@ fn coverage(tree: &Tree, known: &HashMap<&str, bool>) -> Coverage {
                 g.kind,
                 g.offset,
                 g.len,
-                g.entropy,
+                g.entropy(&n.data),
                 weight * len / size,
             );
         }
@@ -547,10 +547,11 @@ fn leaf(tree: &Tree, n: &Node, weight: f64, t: &mut Tally) {
         let len = (g.len as f64).min(size - used).max(0.0);
         used += len;
         let w = weight * len / size;
-        if named && g.kind == GapKind::Opaque && g.entropy < OPAQUE_ENTROPY {
+        let entropy = g.entropy(&n.data);
+        if named && g.kind == GapKind::Opaque && entropy < OPAQUE_ENTROPY {
             t.identified += w;
         } else {
-            add_gap(t, n, g.kind, g.offset, g.len, g.entropy, w);
+            add_gap(t, n, g.kind, g.offset, g.len, entropy, w);
         }
     }
     t.identified += weight * (1.0 - used / size).max(0.0);

@@ -248,7 +248,8 @@ pub struct Region {
     /// Its bytes: `len` bytes from `offset`, or, for a failed region (whose extent is unknown),
     /// up to the next region or the end of the blob. Set when the analysis is `Carved`.
     pub data: Bytes,
-    /// SHA-256 of `data`, computed with the other regions' in parallel. Set with `data`.
+    /// SHA-256 of `data`, computed with the other regions' in parallel. Set with `data` unless
+    /// the engine hashes only for deduplication ([`Hashing::Dedupe`](super::Hashing)).
     pub sha256: Option<[u8; 32]>,
 }
 
@@ -491,7 +492,7 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
     if regions.is_empty() && stopped.is_none() {
         return Analysis::Leaf { gaps };
     }
-    attach_bytes(data, &mut regions);
+    attach_bytes(data, &mut regions, ctx.hashes_all());
     Analysis::Carved {
         regions,
         gaps,
@@ -499,9 +500,10 @@ pub fn analyze(data: &Bytes, ctx: &Ctx<'_>) -> Analysis {
     }
 }
 
-/// Gives every region its bytes and their SHA-256, hashing the regions in parallel (the engine
-/// would otherwise hash them one after another while it attaches them to the tree).
-fn attach_bytes(data: &Bytes, regions: &mut [Region]) {
+/// Gives every region its bytes and, when `hash` is set, their SHA-256, hashing the regions in
+/// parallel (the engine would otherwise hash them one after another while it attaches them to
+/// the tree).
+fn attach_bytes(data: &Bytes, regions: &mut [Region], hash: bool) {
     let ends: Vec<usize> = (0..regions.len())
         .map(|i| {
             let Some(r) = regions.get(i) else { return 0 };
@@ -526,7 +528,7 @@ fn attach_bytes(data: &Bytes, regions: &mut [Region]) {
         } else {
             Bytes::new()
         };
-        r.sha256 = Some(super::sha256(&r.data));
+        r.sha256 = hash.then(|| super::sha256(&r.data));
     });
 }
 
@@ -548,22 +550,16 @@ fn gaps_between(data: &[u8], regions: &[Region]) -> Vec<Gap> {
 }
 
 fn push_gap(gaps: &mut Vec<Gap>, data: &[u8], offset: u64, len: u64) {
-    let bytes = usize::try_from(offset)
-        .ok()
-        .zip(usize::try_from(offset.saturating_add(len)).ok())
-        .and_then(|(s, e)| data.get(s..e))
-        .unwrap_or_default();
-    let padding = bytes.iter().all(|&b| b == 0) || bytes.iter().all(|&b| b == 0xFF);
-    gaps.push(Gap {
+    let mut gap = Gap {
         offset,
         len,
-        kind: if padding {
-            GapKind::Padding
-        } else {
-            GapKind::Opaque
-        },
-        entropy: entropy(bytes),
-    });
+        kind: GapKind::Opaque,
+    };
+    let bytes = gap.bytes(data);
+    if bytes.iter().all(|&b| b == 0) || bytes.iter().all(|&b| b == 0xFF) {
+        gap.kind = GapKind::Padding;
+    }
+    gaps.push(gap);
 }
 
 /// Shannon entropy of `data` in bits per byte.
@@ -788,5 +784,25 @@ mod tests {
         assert_eq!(entropy(&[7; 100]), 0.0);
         let all: Vec<u8> = (0..=255).collect();
         assert!((entropy(&all) - 8.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn gaps_are_classified_and_their_entropy_read_from_their_own_bytes() {
+        // Opaque bytes (all 256 values), a padding run, opaque again (two values).
+        let mut data: Vec<u8> = (0..=255).collect();
+        data.extend_from_slice(&[0xFF; 300]);
+        data.extend_from_slice(&[1, 2].repeat(50));
+        let mut gaps = Vec::new();
+        push_gap(&mut gaps, &data, 0, 256);
+        push_gap(&mut gaps, &data, 256, 300);
+        push_gap(&mut gaps, &data, 556, 100);
+        let kinds: Vec<GapKind> = gaps.iter().map(|g| g.kind).collect();
+        assert_eq!(kinds, [GapKind::Opaque, GapKind::Padding, GapKind::Opaque]);
+        assert!((gaps[0].entropy(&data) - 8.0).abs() < 1e-4);
+        assert_eq!(gaps[1].entropy(&data), 0.0);
+        assert!((gaps[2].entropy(&data) - 1.0).abs() < 1e-4);
+        // Read against the wrong (shorter) blob: no bytes, no entropy, no panic.
+        assert_eq!(gaps[2].bytes(&data[..600]), b"");
+        assert_eq!(gaps[2].entropy(&data[..600]), 0.0);
     }
 }

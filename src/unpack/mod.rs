@@ -77,17 +77,31 @@ pub struct Progress {
 
 /// Unpacks `data` (named `name`) completely within `limits`.
 pub fn unpack(data: Bytes, name: &[u8], limits: &Limits) -> Tree {
-    unpack_with_progress(data, name, limits, &|_| {})
+    unpack_with_progress(data, name, limits, Hashing::All, &|_| {})
 }
 
-/// As [`unpack`], calling `progress` after each level.
+/// Which blobs the engine hashes with SHA-256.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Hashing {
+    /// Every blob: every file's [`Node::sha256`] is set (listings, fingerprints).
+    #[default]
+    All,
+    /// Only what finding identical blobs needs: a blob whose length no other blob of the image
+    /// has cannot be a copy, so it keeps `sha256: None` until a later blob of its length
+    /// appears; carved regions are not hashed. For output that shows no digests (`unpack`
+    /// without `--json`): the tree is otherwise the same as under [`Hashing::All`].
+    Dedupe,
+}
+
+/// As [`unpack`], hashing what `hashing` asks for and calling `progress` after each level.
 pub fn unpack_with_progress(
     data: Bytes,
     name: &[u8],
     limits: &Limits,
+    hashing: Hashing,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Tree {
-    unpack_observed(data, name, limits, progress, &|_, _, _, _| {})
+    run(data, name, limits, hashing, progress, &|_, _, _, _| {})
 }
 
 /// Called with every blob as soon as it is analysed (the tree so far, the blob's node id, its
@@ -104,8 +118,21 @@ pub fn unpack_observed(
     progress: &(dyn Fn(Progress) + Sync),
     analysed: &Analysed<'_>,
 ) -> Tree {
+    run(data, name, limits, Hashing::All, progress, analysed)
+}
+
+/// The engine. `analysed` is called only under [`Hashing::All`] (it is given every blob's hash).
+fn run(
+    data: Bytes,
+    name: &[u8],
+    limits: &Limits,
+    hashing: Hashing,
+    progress: &(dyn Fn(Progress) + Sync),
+    analysed: &Analysed<'_>,
+) -> Tree {
     let budget = Budget::new(limits.clone());
-    let ctx = Ctx::new(&budget);
+    let ctx = Ctx::new(&budget).hashing(hashing);
+    let hash_all = hashing == Hashing::All;
     let mut tree = Tree::default();
     tree.nodes.push(Node::root(name, data));
     let _ = budget.add_entries(1);
@@ -115,6 +142,9 @@ pub fn unpack_observed(
     // The lengths of those blobs: a blob whose length no other blob has cannot be a duplicate,
     // so it is analysed while it is hashed instead of after.
     let mut seen_lens: HashSet<usize> = HashSet::new();
+    // Under `Hashing::Dedupe`, the blobs analysed without a hash, by length: at most one a
+    // length, since a blob whose length was seen before is always hashed.
+    let mut unhashed: HashMap<usize, (usize, Arc<Analysis>)> = HashMap::new();
     let max_depth = limits.max_depth;
     let mut frontier: Vec<usize> = vec![0];
     while !frontier.is_empty() {
@@ -123,37 +153,67 @@ pub fn unpack_observed(
             *len_count.entry(n.data.len()).or_default() += 1;
         }
         let distinct = |len: usize| len_count.get(&len) == Some(&1) && !seen_lens.contains(&len);
-        // Hash every file of this level in parallel, analysing the distinct ones meanwhile.
-        let first_pass: Vec<([u8; 32], Option<Analysis>)> = frontier
+        // An earlier blob left unhashed now has a blob of its length in this level: hash it,
+        // so that a copy of it is still found.
+        let late: Vec<(usize, Arc<Analysis>)> = frontier
+            .iter()
+            .filter_map(|&id| tree.nodes.get(id))
+            .filter_map(|n| unhashed.remove(&n.data.len()))
+            .collect();
+        let late_hashes: Vec<[u8; 32]> = late
+            .par_iter()
+            .map(|(id, _)| sha256(tree.nodes.get(*id).map_or(&[][..], |n| &n.data)))
+            .collect();
+        for ((id, a), h) in late.into_iter().zip(late_hashes) {
+            if let Some(n) = tree.nodes.get_mut(id) {
+                n.sha256 = Some(h);
+            }
+            seen.entry(h).or_insert((id, a));
+        }
+        // Hash every file of this level in parallel (under `Hashing::Dedupe`, only those that
+        // could be copies), analysing the distinct ones meanwhile.
+        let first_pass: Vec<(Option<[u8; 32]>, Option<Analysis>)> = frontier
             .par_iter()
             .map(|&id| {
                 let Some(node) = tree.nodes.get(id) else {
-                    return (sha256(&[]), None);
+                    return (Some(sha256(&[])), None);
                 };
-                if distinct(node.data.len()) {
+                if !distinct(node.data.len()) {
+                    (Some(sha256(&node.data)), None)
+                } else if hash_all {
                     let (h, a) =
                         rayon::join(|| sha256(&node.data), || analyse(node, &ctx, max_depth));
                     analysed(&tree, id, &h, &a);
-                    (h, Some(a))
+                    (Some(h), Some(a))
                 } else {
-                    (sha256(&node.data), None)
+                    (None, Some(analyse(node, &ctx, max_depth)))
                 }
             })
             .collect();
-        let mut hashes: Vec<[u8; 32]> = Vec::with_capacity(frontier.len());
+        let mut hashes: Vec<Option<[u8; 32]>> = Vec::with_capacity(frontier.len());
         // Blobs not seen before and not analysed yet, once each.
         let mut todo: Vec<(usize, [u8; 32])> = Vec::new();
         let mut queued: HashSet<[u8; 32]> = HashSet::new();
         for (&id, (h, early)) in frontier.iter().zip(first_pass) {
             hashes.push(h);
+            let len = tree.nodes.get(id).map_or(0, |n| n.data.len());
             if let Some(n) = tree.nodes.get_mut(id) {
-                n.sha256 = Some(h);
-                seen_lens.insert(n.data.len());
+                n.sha256 = h;
+                seen_lens.insert(len);
             }
-            if let Some(a) = early {
-                seen.insert(h, (id, Arc::new(a)));
-            } else if !seen.contains_key(&h) && queued.insert(h) {
-                todo.push((id, h));
+            match (h, early) {
+                (Some(h), Some(a)) => {
+                    seen.insert(h, (id, Arc::new(a)));
+                }
+                (None, Some(a)) => {
+                    unhashed.insert(len, (id, Arc::new(a)));
+                }
+                (Some(h), None) => {
+                    if !seen.contains_key(&h) && queued.insert(h) {
+                        todo.push((id, h));
+                    }
+                }
+                (None, None) => {}
             }
         }
         let analysed: Vec<(usize, [u8; 32], Analysis)> = todo
@@ -174,7 +234,11 @@ pub fn unpack_observed(
         // Expand every node of the level, in order, so the tree is deterministic.
         let mut next = Vec::new();
         for (&id, h) in frontier.iter().zip(&hashes) {
-            let Some((first, analysis)) = seen.get(h).map(|(f, a)| (*f, Arc::clone(a))) else {
+            let found = match h {
+                Some(h) => seen.get(h),
+                None => tree.nodes.get(id).and_then(|n| unhashed.get(&n.data.len())),
+            };
+            let Some((first, analysis)) = found.map(|(f, a)| (*f, Arc::clone(a))) else {
                 continue;
             };
             if first != id

@@ -182,8 +182,23 @@ pub struct Gap {
     pub len: u64,
     /// Padding or opaque.
     pub kind: GapKind,
-    /// Shannon entropy in bits per byte (0–8).
-    pub entropy: f32,
+}
+
+impl Gap {
+    /// The gap's bytes inside `blob` (the blob it was found in); empty when it lies outside.
+    pub fn bytes<'a>(&self, blob: &'a [u8]) -> &'a [u8] {
+        usize::try_from(self.offset)
+            .ok()
+            .zip(usize::try_from(self.offset.saturating_add(self.len)).ok())
+            .and_then(|(s, e)| blob.get(s..e))
+            .unwrap_or_default()
+    }
+
+    /// Shannon entropy of the gap's bytes in bits per byte (0–8), `blob` being the blob it was
+    /// found in. Computed on demand: only the fingerprint reads it.
+    pub fn entropy(&self, blob: &[u8]) -> f32 {
+        crate::unpack::carve::entropy(self.bytes(blob))
+    }
 }
 
 /// Where a node came from inside its parent.

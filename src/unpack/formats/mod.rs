@@ -13,9 +13,9 @@
 
 use bytes::Bytes;
 
-use super::UnpackError;
 use super::limits::{BlobAccount, Budget, LimitError, Sink};
 use super::tree::Unpacked;
+use super::{Hashing, UnpackError};
 
 pub mod bzip2;
 pub mod cpio;
@@ -140,19 +140,33 @@ pub fn path_escapes(name: &[u8]) -> bool {
             .any(|component| component == b"..")
 }
 
-/// What a format may use while unpacking: the shared budget.
-/// What a format may use while unpacking: the shared budget, and the account of the blob being
-/// analysed.
+/// What a format may use while unpacking: the shared budget, the account of the blob being
+/// analysed, and which blobs are hashed.
 #[derive(Clone, Copy, Debug)]
 pub struct Ctx<'b> {
     budget: &'b Budget,
     blob: Option<&'b BlobAccount>,
+    hashing: Hashing,
 }
 
 impl<'b> Ctx<'b> {
-    /// A context over `budget`.
+    /// A context over `budget`, hashing every blob.
     pub fn new(budget: &'b Budget) -> Self {
-        Self { budget, blob: None }
+        Self {
+            budget,
+            blob: None,
+            hashing: Hashing::All,
+        }
+    }
+
+    /// The same context under another hashing policy.
+    pub fn hashing(self, hashing: Hashing) -> Self {
+        Self { hashing, ..self }
+    }
+
+    /// Whether every blob, carved regions included, gets its SHA-256.
+    pub fn hashes_all(&self) -> bool {
+        self.hashing == Hashing::All
     }
 
     /// The same context, charging output to `blob` as well.
