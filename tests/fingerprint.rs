@@ -298,6 +298,8 @@ fn fingerprint_while_unpacking_equals_unpack_then_fingerprint() {
             expected.files.len()
         );
         assert!(expected.files.iter().any(|f| f.elf.is_some()), "{name}");
+        // Evidence found while unpacking is the evidence found afterwards.
+        assert!(!expected.evidence.is_empty(), "{name}: no evidence");
         assert_eq!(json(&fp), json(&expected), "{name}");
     }
 }

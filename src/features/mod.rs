@@ -97,13 +97,13 @@ struct Unique<'t> {
 /// The fingerprint of an unpacked image: features of every unique file (files nothing was
 /// unpacked from), computed in parallel, and the image's coverage.
 pub fn fingerprint(tree: &Tree, params: &FeatureParams) -> Fingerprint {
-    fingerprint_with(tree, params, HashMap::new())
+    fingerprint_with(tree, params, HashMap::new(), HashMap::new())
 }
 
 /// Unpacks `data` (named `name`) within `limits` and fingerprints it, exactly as [`unpack()`]
-/// then [`fingerprint`] would, but faster: each file's content features are computed as soon as
-/// the unpacker has analysed it, on the same thread pool, while the rest of the image is still
-/// being unpacked. `progress` is called after each level of unpacking.
+/// then [`fingerprint`] would, but faster: each file's content features (and, for a file nothing
+/// is unpacked from, its evidence) are computed as soon as the unpacker has analysed it, on the
+/// same thread pool, while the rest of the image is still being unpacked. `progress` is called after each level of unpacking.
 ///
 /// [`unpack()`]: crate::unpack::unpack
 pub fn unpack_and_fingerprint(
@@ -115,23 +115,38 @@ pub fn unpack_and_fingerprint(
 ) -> (Tree, Fingerprint) {
     let elf_params = params.elf();
     let done: Mutex<HashMap<[u8; 32], Content>> = Mutex::new(HashMap::new());
+    let found: Mutex<EarlyEvidence> = Mutex::new(HashMap::new());
     let tree = rayon::scope(|scope| {
         let analysed = |tree: &Tree, id: usize, sha: &[u8; 32], a: &Analysis| {
             let Some(node) = tree.get(id).filter(|n| wants_content(tree, n, a)) else {
                 return;
             };
             let (data, sha, elf_params, done) = (node.data.clone(), *sha, &elf_params, &done);
+            // A file nothing will be unpacked from is searched for evidence whole: do it now too.
+            let whole = unpacks_nothing(a).then(|| (lossy(&node.path), &found));
             scope.spawn(move |_| {
                 let c = content(&data, params, elf_params);
                 if let Ok(mut map) = done.lock() {
                     map.insert(sha, c);
+                }
+                if let Some((path, found)) = whole {
+                    let items = evidence::extract_within(
+                        &path,
+                        &data,
+                        std::slice::from_ref(&(0..data.len())),
+                        &params.evidence,
+                    );
+                    if let Ok(mut map) = found.lock() {
+                        map.insert(sha, (path, items));
+                    }
                 }
             });
         };
         unpack::unpack_observed(data, name, limits, progress, &analysed)
     });
     let done = done.into_inner().unwrap_or_default();
-    let fp = fingerprint_with(&tree, params, done);
+    let found = found.into_inner().unwrap_or_default();
+    let fp = fingerprint_with(&tree, params, done, found);
     (tree, fp)
 }
 
@@ -150,11 +165,25 @@ fn wants_content(tree: &Tree, n: &Node, a: &Analysis) -> bool {
     }
 }
 
-/// [`fingerprint`], with the content features of some files already computed (by SHA-256).
+/// Evidence found while unpacking, by SHA-256: the path it was found under and the items.
+type EarlyEvidence = HashMap<[u8; 32], (String, Vec<evidence::Evidence>)>;
+
+/// Whether a blob analysed as `a` gets no entries (so the evidence scan reads all of it).
+fn unpacks_nothing(a: &Analysis) -> bool {
+    match a {
+        Analysis::Leaf { .. } | Analysis::Whole { result: Err(_), .. } => true,
+        Analysis::Whole { result: Ok(u), .. } => u.children.is_empty(),
+        Analysis::Carved { regions, .. } => regions.is_empty(),
+    }
+}
+
+/// [`fingerprint`], with the content features and the evidence of some files already computed
+/// (by SHA-256).
 fn fingerprint_with(
     tree: &Tree,
     params: &FeatureParams,
     mut done: HashMap<[u8; 32], Content>,
+    found: EarlyEvidence,
 ) -> Fingerprint {
     let uniques = unique_files(tree);
     let elf_params = params.elf();
@@ -164,7 +193,7 @@ fn fingerprint_with(
         .collect();
     let (files, evidence): (Vec<FileFeatures>, _) = rayon::join(
         || features_largest_first(work, params, &elf_params),
-        || evidence::extract_tree(tree, &params.evidence),
+        || evidence::extract_tree_with(tree, &params.evidence, found),
     );
     // Files whose content is recognised: a known class or a known component.
     let known: HashMap<&str, bool> = files

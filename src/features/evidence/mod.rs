@@ -206,7 +206,20 @@ pub fn extract_meta(path: &str, format: Option<&str>, meta: &Meta) -> Vec<Eviden
 /// container when an entry inside it yields the same (kind, value): the entry's path and offset
 /// say more. Sorted by path, offset, kind and value.
 pub fn extract_tree(tree: &Tree, params: &Params) -> Vec<Evidence> {
+    extract_tree_with(tree, params, HashMap::new())
+}
+
+/// [`extract_tree`], with the evidence of some files already found while the image was being
+/// unpacked: by SHA-256, the path it was found under and what [`extract_within`] returned over the
+/// whole file. Used for a file nothing was unpacked from whose first path is that path; any other
+/// file is read here.
+pub fn extract_tree_with(
+    tree: &Tree,
+    params: &Params,
+    mut found: HashMap<[u8; 32], (String, Vec<Evidence>)>,
+) -> Vec<Evidence> {
     let order = tree.dfs();
+    let mut early: Vec<(usize, Evidence)> = Vec::new();
     let mut seen: HashSet<[u8; 32]> = HashSet::new();
     let mut work = Vec::new();
     for &id in &order {
@@ -222,6 +235,13 @@ pub fn extract_tree(tree: &Tree, params: &Params) -> Vec<Evidence> {
         // A container's entries are read on their own: of its own bytes, only the stretches
         // no entry claimed (headers, a FIT's device tree, trailing data) are searched.
         let ranges: Vec<Range<usize>> = if node.children.is_empty() {
+            if let Some(sha) = node.sha256
+                && let Some((path, items)) = found.remove(&sha)
+                && path.as_bytes() == &node.path[..]
+            {
+                early.extend(items.into_iter().map(|e| (id, e)));
+                continue;
+            }
             let whole = 0..node.data.len();
             vec![whole]
         } else {
@@ -248,6 +268,7 @@ pub fn extract_tree(tree: &Tree, params: &Params) -> Vec<Evidence> {
             found.unwrap_or_default().into_iter().map(move |e| (id, e))
         })
         .collect();
+    items.extend(early);
     for &id in &order {
         let Some(node) = tree.get(id) else { continue };
         let path = String::from_utf8_lossy(&node.path);
