@@ -735,3 +735,34 @@ fn walk(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
     }
     out
 }
+
+/// An Ambarella ROMFS whose one entry is the whole image: a blob that holds a copy of itself.
+/// Copies are unpacked once and their entries reused; at the depth limit a copy must stop there
+/// with the limit error instead of nesting on until the entry limit (with paths growing at every
+/// level, that had taken gigabytes).
+#[test]
+fn a_blob_holding_a_copy_of_itself_stops_at_the_depth_limit() {
+    let mut img = vec![0u8; 2048 + 128];
+    img[0..4].copy_from_slice(&1u32.to_le_bytes());
+    img[4..8].copy_from_slice(&0x66FC_328Au32.to_le_bytes());
+    img[2048..2056].copy_from_slice(b"self.bin");
+    let len = img.len() as u32;
+    img[2048 + 116..2048 + 120].copy_from_slice(&0u32.to_le_bytes());
+    img[2048 + 120..2048 + 124].copy_from_slice(&len.to_le_bytes());
+    img[2048 + 124..2048 + 128].copy_from_slice(&0x2387_AB76u32.to_le_bytes());
+    let limits = Limits {
+        max_depth: 6,
+        ..Limits::default()
+    };
+    let (tree, took) = timed(img, &limits);
+    assert!(took < QUICK, "{took:?}");
+    // The image and one copy a level, down to the limit.
+    assert_eq!(tree.nodes().len(), 7, "{}", tree.nodes().len());
+    let deepest = tree.nodes().iter().max_by_key(|n| n.depth).unwrap();
+    assert_eq!(deepest.depth, 6);
+    assert!(deepest.same_as.is_some());
+    assert_eq!(
+        deepest.error,
+        Some(UnpackError::Limit(LimitError::Depth { max: 6 }))
+    );
+}

@@ -246,6 +246,17 @@ fn run(
             {
                 n.same_as = Some(first);
             }
+            // A copy met at the depth limit gets what analysing it there gives (the limit error
+            // when it holds structure), not the entries of the shallower original: a blob that
+            // holds a copy of itself would otherwise nest until the entry limit.
+            if first != id
+                && let Some(n) = tree.nodes.get(id)
+                && n.depth >= max_depth
+            {
+                let limited = analyse(n, &ctx, max_depth);
+                expand(&mut tree, id, &limited, &budget, true, &mut next);
+                continue;
+            }
             expand(&mut tree, id, &analysis, &budget, first != id, &mut next);
         }
         frontier = next;
